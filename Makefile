@@ -1,0 +1,61 @@
+# The one build description of the C core.
+#
+# `pip install .` runs `make lib` (through setup.py) to build the preload library that is also the
+# Python extension module; `make test-c` builds and runs the C unit tests from the same source lists.
+#
+#   make lib                         build build/_filpreload.so
+#   make test-c                      C unit tests
+#   make test-c SANITIZE=address,undefined   the same under ASan+UBSan (or SANITIZE=thread)
+#   make WERROR=1 ...                warnings are errors (CI sets it)
+
+PYTHON ?= python3
+CC ?= cc
+BUILD ?= build
+PY_INCLUDE ?= $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_paths()['include'])")
+EXT_SUFFIX ?= .so
+WERROR ?= 0
+
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -O2 -g -fPIC -Wall -Wextra -fvisibility=hidden \
+              -fno-strict-aliasing -fexceptions -Isrc
+ifeq ($(WERROR),1)
+CFLAGS_BASE += -Werror
+endif
+ifneq ($(SANITIZE),)
+CFLAGS_BASE += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -O1
+LDFLAGS_SAN = -fsanitize=$(SANITIZE)
+endif
+
+# Sources that know nothing about Python: linked into unit tests and the library alike.
+CORE_SRCS = src/arena.c src/alloc_table.c src/range_table.c src/callsite.c src/peak.c src/outbuf.c src/prof_write.c \
+            src/prim_linux.c src/track.c
+# The renderer: collapsed stacks in, SVG/HTML out. No Python, no malloc.
+RENDER_SRCS = src/render_tree.c src/render_svg.c src/render_html.c src/escape.c
+# Only in the shared library: the libc interposition and the Python side.
+LIB_SRCS = src/hooks.c src/pystack_311.c src/pyalloc.c src/pymodule.c
+
+CORE_OBJS = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(CORE_SRCS) $(RENDER_SRCS))
+LIB_OBJS = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
+
+LIB = $(BUILD)/_filpreload$(EXT_SUFFIX)
+
+.PHONY: lib test-c clean
+lib: $(LIB)
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -I$(PY_INCLUDE) -I$(PY_INCLUDE)/internal -c $< -o $@
+
+$(LIB): $(CORE_OBJS) $(LIB_OBJS)
+	$(CC) -shared -o $@ $^ $(LDFLAGS_SAN) -Wl,--version-script=src/exports.map -Wl,-z,nodelete -ldl -lpthread
+
+# ---- C unit tests: one binary per data structure, no framework (tests/c/testhelper.h) ----
+C_TESTS = $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
+$(BUILD)/tests/%: tests/c/%.c $(CORE_OBJS) tests/c/testhelper.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -Itests/c $< $(CORE_OBJS) -o $@ $(LDFLAGS_SAN) -lpthread -lm
+
+test-c: $(C_TESTS)
+	@set -e; for t in $(C_TESTS); do echo "== $$t"; $$t; done
+
+clean:
+	rm -rf $(BUILD)

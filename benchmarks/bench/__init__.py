@@ -1,0 +1,1 @@
+"""The benchmark harness behind benchmarks/run.py: environments, measured runs, workloads, reports."""

@@ -1,0 +1,47 @@
+"""How a profiled process is launched: the preload library, and the environment that carries it.
+
+Kept in one place so that the launcher (_cli), the runner (_run) and the Jupyter kernel agree.
+On Linux the library is injected with LD_PRELOAD; a macOS port changes this file.
+"""
+import os
+import sys
+
+PRELOAD_VAR = "LD_PRELOAD"
+# The user's own LD_PRELOAD before we added ours, restored inside the profiled process so that
+# its subprocesses do not inherit the profiler: "unset" or "set:VALUE".
+SAVED_VAR = "_FIL_SAVED_LD_PRELOAD"
+
+
+def library_path():
+    """The preload library, which is also the `filprofiler._filpreload` extension module."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("filprofiler._filpreload")
+    if spec is None or not spec.origin:
+        raise FileNotFoundError("the filprofiler C library is missing; reinstall with `pip install .`")
+    return os.path.realpath(spec.origin)
+
+
+def preload_environment(base=None):
+    """A copy of the environment with the library preloaded."""
+    env = dict(os.environ if base is None else base)
+    lib = library_path()
+    old = env.get(PRELOAD_VAR)
+    env[SAVED_VAR] = "unset" if old is None else "set:" + old
+    env[PRELOAD_VAR] = lib if not old else lib + ":" + old
+    return env
+
+
+def restore_environment():
+    """Inside the profiled process: give back the environment the user had."""
+    saved = os.environ.pop(SAVED_VAR, None)
+    if saved is None:
+        return
+    if saved.startswith("set:"):
+        os.environ[PRELOAD_VAR] = saved[4:]
+    else:
+        os.environ.pop(PRELOAD_VAR, None)
+
+
+def python_command():
+    return [sys.executable]

@@ -1,0 +1,110 @@
+"""Writing a report: the run directory, the C renderer, the terminal summary, the browser.
+
+Shared by `fil-profile run`, the API and the Jupyter magic. The work (dumping the peak's
+allocations, drawing flamegraphs) is done by the C core; this module only names files and
+talks to the user.
+"""
+import os
+import shutil
+import sys
+import time
+
+PREFIX = "=fil-profile= "
+MIB = 1024 * 1024
+
+
+def _core():
+    from . import _filpreload
+
+    return _filpreload
+
+
+def new_run_dir(base):
+    """base/<timestamp>/, created; a timestamp without ':' so it is a valid name everywhere."""
+    stamp = time.strftime("%Y-%m-%dT%H-%M-%S")
+    ms = "%03d" % (int(time.time() * 1000) % 1000)
+    path = os.path.join(base, stamp + "." + ms)
+    n = 1
+    while os.path.exists(path):
+        n += 1
+        path = os.path.join(base, "%s.%s-%d" % (stamp, ms, n))
+    os.makedirs(path)
+    return path
+
+
+def render(prof, out_dir, kind, command_line=None, note=None):
+    """Flamegraphs and index.html from a .prof; returns the path of index.html."""
+    prefix = "out-of-memory" if kind == "oom" else "peak-memory"
+    _core().render(prof, out_dir, prefix, kind, command_line, note)
+    return os.path.join(out_dir, "index.html")
+
+
+def parse_prof(path):
+    """[(frames, bytes)] from a collapsed-stacks file; frames as written, root first."""
+    stacks = []
+    with open(path, "rb") as f:
+        for raw in f:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            stack, _, count = line.rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            stacks.append((stack.split(";"), int(count)))
+    return stacks
+
+
+def top_callsites(path, n=5):
+    """The n lines holding the most bytes: [(leaf frame, bytes)], biggest first."""
+    totals = {}
+    for frames, count in parse_prof(path):
+        totals[frames[-1]] = totals.get(frames[-1], 0) + count
+    return sorted(totals.items(), key=lambda kv: -kv[1])[:n]
+
+
+def mib(n):
+    return "%.1f MiB" % (n / MIB)
+
+
+def write_peak_report(base, command_line, label="Peak tracked memory"):
+    """Dump the peak, render it, print the summary. Returns index.html's path, or None after
+    printing why the report could not be written (the program's own outcome is untouched)."""
+    run_dir = None
+    try:
+        run_dir = new_run_dir(base)
+        prof = os.path.join(run_dir, "peak-memory.prof")
+        peak = _core().dump(prof)
+        index = render(prof, run_dir, "peak", command_line)
+    except OSError as e:
+        where = e.filename if isinstance(e.filename, str) else base
+        sys.stderr.write(PREFIX + "error: could not write the report in %s: %s; "
+                         "choose a writable directory with -o DIR\n"
+                         % (where, e.strerror or e))
+        if run_dir and os.path.isdir(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)  # never leave a report that looks whole
+        return None
+    print_summary(label, peak, prof, index)
+    return index
+
+
+def print_summary(label, total, prof, index):
+    out = [PREFIX + "%s: %s" % (label, mib(total)),
+           PREFIX + "Report: " + index]
+    top = top_callsites(prof)
+    if top:
+        out.append(PREFIX + "Biggest call sites:")
+        for frame, count in top:
+            out.append(PREFIX + "  %10s  %s" % (mib(count), frame))
+    sys.stderr.write("\n".join(out) + "\n")
+    sys.stderr.flush()
+
+
+def open_in_browser(index):
+    """Open the report unless there is no browser to open it with ($BROWSER is respected)."""
+    if not os.environ.get("BROWSER") and not (os.environ.get("DISPLAY")
+                                              or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    try:
+        import webbrowser
+
+        return webbrowser.open("file://" + os.path.abspath(index))
+    except Exception:
+        return False

@@ -1,0 +1,143 @@
+"""Runs inside the profiled process (started by `fil-profile run`, with the library preloaded).
+
+It sets up sys.argv, sys.path[0] and __main__ as plain `python` would, starts tracking, runs the
+program, and writes the report at exit (from an atexit handler, so after non-daemon threads have
+finished and also when the program raised or called sys.exit). Its own frames are cut from every
+stack, so a report starts at the user's `<module>`.
+"""
+import atexit
+import os
+import signal
+import sys
+import types
+
+# Run as a script: sys.path[0] is this package's directory; the program must not see it.
+_here = os.path.dirname(os.path.abspath(__file__))
+if sys.path and os.path.abspath(sys.path[0]) == _here:
+    del sys.path[0]
+
+from filprofiler import _env, _report  # noqa: E402
+
+_state = {"pid": os.getpid(), "sigint": False, "done": False}
+
+
+def _command_line(mode, target, args):
+    import shlex
+
+    head = ["fil-profile", "run"] + (["-m", target] if mode == "module" else [target])
+    return " ".join(shlex.quote(a) for a in head + args)
+
+
+def _at_exit(out_dir, open_browser, command_line):
+    if os.getpid() != _state["pid"] or _state["done"]:
+        return  # a forked child: the report belongs to the parent
+    _state["done"] = True
+    from filprofiler import _filpreload
+
+    _filpreload.stop()
+    try:
+        sys.stdout.flush()
+    except Exception:
+        pass
+    index = _report.write_peak_report(out_dir, command_line)
+    if index and open_browser:
+        _report.open_in_browser(index)
+    if _state["sigint"]:
+        # Plain python ends an uncaught KeyboardInterrupt by dying of SIGINT; so do we.
+        sys.stderr.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def _strip_own_frames(tb):
+    import runpy
+
+    own = {os.path.abspath(__file__), os.path.abspath(runpy.__file__)}
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) in own:
+        tb = tb.tb_next
+    return tb
+
+
+def _main_module(path):
+    from importlib.machinery import SourceFileLoader
+
+    main = types.ModuleType("__main__")
+    main.__file__ = path
+    main.__loader__ = SourceFileLoader("__main__", path)
+    main.__spec__ = None
+    main.__package__ = None
+    main.__cached__ = None
+    main.__builtins__ = __builtins__
+    return main
+
+
+def _execute(mode, target, args, hidden):
+    """Everything the program runs happens above this frame, which the core cuts away."""
+    from filprofiler import _filpreload
+
+    if mode == "module":
+        import runpy
+
+        sys.argv = [target] + args
+        _filpreload.start(hidden, True)
+        runpy._run_module_as_main(target, alter_argv=True)
+    elif os.path.isdir(target) or not target.endswith((".py", ".pyw")) and _is_zip(target):
+        import runpy
+
+        sys.argv = [target] + args
+        sys.path.insert(0, target)
+        _filpreload.start(hidden, True)
+        runpy.run_path(target, run_name="__main__")
+    else:
+        path = target if os.path.isabs(target) else os.path.join(os.getcwd(), target)
+        with open(path, "rb") as f:
+            source = f.read()
+        sys.argv = [target] + args
+        sys.path.insert(0, os.path.dirname(os.path.realpath(path)))
+        main = _main_module(path)
+        sys.modules["__main__"] = main
+        code = compile(source, path, "exec", dont_inherit=True)
+        _filpreload.start(hidden, True)
+        exec(code, main.__dict__)
+
+
+def _is_zip(path):
+    import zipfile
+
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def main():
+    out_dir, open_browser, limit_pools, mode, target = sys.argv[1:6]
+    args = sys.argv[6:]
+    _env.restore_environment()
+    from filprofiler import _filpreload
+
+    if not _filpreload.preloaded():
+        sys.stderr.write(_report.PREFIX + "error: the profiler library was not preloaded; "
+                         "start programs with `fil-profile run`\n")
+        sys.exit(2)
+    if limit_pools == "1":
+        from filprofiler import _threadpools
+
+        _threadpools.limit_for_process()
+    atexit.register(_at_exit, out_dir, open_browser == "1", _command_line(mode, target, args))
+    import runpy
+
+    hidden = [os.path.abspath(runpy.__file__)]
+    try:
+        _execute(mode, target, args, hidden)
+    except SystemExit:
+        raise
+    except BaseException as e:  # report as plain python would, without our frames
+        if isinstance(e, KeyboardInterrupt):
+            _state["sigint"] = True
+        sys.excepthook(type(e), e, _strip_own_frames(e.__traceback__))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Builds the C core with the project's Makefile (the one build description of the core, shared
+with the C unit tests) and installs it as the `filprofiler._filpreload` extension module, which
+is also the library preloaded into profiled processes."""
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class MakeBuildExt(build_ext):
+    def build_extension(self, ext):
+        suffix = sysconfig.get_config_var("EXT_SUFFIX")
+        build_dir = os.path.abspath(os.path.join(self.build_temp, "fil-core"))
+        cmd = ["make", "-C", HERE, "lib", "BUILD=" + build_dir, "PYTHON=" + sys.executable,
+               "EXT_SUFFIX=" + suffix, "PY_INCLUDE=" + sysconfig.get_paths()["include"]]
+        if os.environ.get("FIL_WERROR") == "1":
+            cmd.append("WERROR=1")
+        if os.environ.get("FIL_SANITIZE"):
+            cmd.append("SANITIZE=" + os.environ["FIL_SANITIZE"])
+        subprocess.check_call(cmd)
+        target = self.get_ext_fullpath(ext.name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(os.path.join(build_dir, "_filpreload" + suffix), target)
+
+
+setup(
+    ext_modules=[Extension("filprofiler._filpreload", sources=[])],
+    cmdclass={"build_ext": MakeBuildExt},
+    data_files=[("share/jupyter/kernels/filprofile",
+                 ["filprofiler/kernelspec/kernel.json"])] if os.path.exists(
+        os.path.join(HERE, "filprofiler/kernelspec/kernel.json")) else [],
+)

@@ -1,0 +1,166 @@
+/* fil_internal.h: declarations shared between the core's files, grouped by the file that
+ * defines them. Nothing here is exported from the shared library (hidden visibility). */
+#ifndef FIL_INTERNAL_H
+#define FIL_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define FIL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define FIL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Callsite ids: an interned call stack (a node of the stack trie). */
+typedef uint32_t callsite_t;
+#define CALLSITE_NO_PYTHON 0u  /* the root: "[No Python stack]" */
+#define CALLSITE_MAX ((1u << 24) - 1)  /* ids are packed into 24 bits in the allocation table */
+
+/* ---- arena.c: the profiler's own permanent small allocations (never freed) ---- */
+/* Zeroed, 16-byte aligned memory from page-backed chunks; NULL when the OS refuses.
+   Caller holds the tracking lock (or is single-threaded, as in unit tests). */
+void *_fil_arena_alloc(size_t size);
+
+/* ---- alloc_table.c: live heap allocations, pointer -> (size, callsite) ---- */
+/* Open addressing with linear probing and backward-shift deletion: 16 bytes per slot, at most
+   75% full, so 16-43 bytes per live allocation. Sizes are below 2^40 (larger ones go to the
+   range table). Protected by the tracking lock. */
+typedef struct {
+    uintptr_t key;      /* the allocation's address; 0 = empty slot */
+    uint64_t val;       /* size << 24 | callsite */
+} alloc_slot_t;
+typedef struct {
+    alloc_slot_t *slots;
+    size_t capacity;    /* power of two, or 0 before the first insert */
+    size_t count;
+    int shift;          /* 64 - log2(capacity), for Fibonacci hashing */
+} alloc_table_t;
+#define ALLOC_TABLE_MAX_SIZE ((uint64_t)1 << 40)
+/* Insert ptr (nonzero). If ptr is present its old entry is replaced and returned through
+   old_size/old_cs with result 1; 0 when new; -1 when memory for the table could not be had. */
+int _fil_alloc_table_insert(alloc_table_t *t, uintptr_t ptr, uint64_t size, callsite_t cs,
+                            uint64_t *old_size, callsite_t *old_cs);
+/* Remove ptr; returns 1 and its size/callsite if it was present, 0 if not. */
+int _fil_alloc_table_remove(alloc_table_t *t, uintptr_t ptr, uint64_t *size, callsite_t *cs);
+void _fil_alloc_table_clear(alloc_table_t *t);
+size_t _fil_alloc_table_bytes(const alloc_table_t *t);
+
+/* ---- range_table.c: live anonymous mappings, [start, start+len) -> callsite ---- */
+/* A sorted array of disjoint ranges; mappings are few (thousands), unmaps may be partial. */
+typedef struct {
+    uintptr_t start;
+    uint64_t len;
+    callsite_t cs;
+} range_t;
+typedef struct {
+    range_t *ranges;
+    size_t count, capacity;
+} range_table_t;
+/* Called once per removed piece while unmapping. */
+typedef void (*range_removed_fn)(void *ctx, callsite_t cs, uint64_t bytes);
+/* Add [start, start+len); any tracked overlap is removed first (MAP_FIXED replaces mappings).
+   Returns 0, or -1 if the table could not grow. */
+int _fil_range_add(range_table_t *t, uintptr_t start, uint64_t len, callsite_t cs,
+                   range_removed_fn on_removed, void *ctx);
+/* Remove whatever tracked bytes lie in [start, start+len), splitting ranges as needed. */
+int _fil_range_remove(range_table_t *t, uintptr_t start, uint64_t len,
+                      range_removed_fn on_removed, void *ctx);
+void _fil_range_clear(range_table_t *t);
+
+/* ---- callsite.c: interned call stacks ---- */
+/* A call stack is a path in a trie whose nodes are (parent, function, line); the node id is the
+   callsite. Functions are interned (file, name) pairs; strings are interned once. A second table
+   maps an interpreter-level key (parent, code object, instruction offset) to a node so that the
+   line number and names are computed only the first time a frame position is seen.
+   All protected by the tracking lock. */
+int _fil_callsite_init(void);
+void _fil_callsite_reset_all(void);  /* unit tests only: forget everything */
+/* The child of parent for (file, name, line); creates it if new. Returns CALLSITE_MAX when the
+   trie is full (that overflow node stands for "[too many call stacks]"). */
+callsite_t _fil_callsite_child(callsite_t parent, const char *file, size_t file_len,
+                               const char *name, size_t name_len, uint32_t line);
+/* Interpreter-key cache: 1 and *node if known. */
+int _fil_callsite_cache_get(callsite_t parent, const void *code, int32_t lasti, uintptr_t fp,
+                            callsite_t *node);
+void _fil_callsite_cache_put(callsite_t parent, const void *code, int32_t lasti, uintptr_t fp,
+                             callsite_t node);
+/* Node fields, for writing reports. */
+callsite_t _fil_callsite_parent(callsite_t cs);
+uint32_t _fil_callsite_line(callsite_t cs);
+const char *_fil_callsite_file(callsite_t cs, size_t *len);
+const char *_fil_callsite_name(callsite_t cs, size_t *len);
+uint32_t _fil_callsite_count(void);  /* number of nodes, the root included */
+callsite_t _fil_callsite_truncated_root(void);  /* parent of stacks too deep to keep whole */
+
+/* ---- peak.c: live bytes per callsite and the snapshot at the high-water mark ---- */
+typedef struct {
+    uint64_t live_total;     /* tracked bytes alive now */
+    uint64_t peak_total;     /* the high-water mark of live_total */
+    uint64_t *live;          /* per callsite */
+    uint64_t *snap;          /* per callsite, at the peak (once settled) */
+    uint32_t *dirty;         /* callsites whose live differs from snap */
+    uint8_t *is_dirty;
+    uint32_t dirty_count;
+    uint32_t capacity;       /* entries in each per-callsite array */
+    bool at_peak;            /* live is the peak state and snap not yet updated */
+} peak_t;
+int _fil_peak_reserve(peak_t *p, uint32_t ncallsites);
+void _fil_peak_add(peak_t *p, callsite_t cs, uint64_t bytes);
+void _fil_peak_sub(peak_t *p, callsite_t cs, uint64_t bytes);
+/* Bring snap up to date if the current state is the peak. Call before reading snap. */
+void _fil_peak_settle(peak_t *p);
+void _fil_peak_clear(peak_t *p);
+
+/* ---- prof_write.c: the collapsed-stacks file ---- */
+/* Write one line per callsite with bytes[cs] > 0, frames from the root. Returns 0 or -1 (errno). */
+int _fil_prof_write(const char *path, const uint64_t *bytes, uint32_t ncallsites);
+
+/* ---- track.c: the engine behind the hooks ---- */
+/* Per-thread state; owned by its thread, found through a thread-local pointer. */
+#define FIL_MAX_FRAMES 256
+typedef struct {
+    const void *code;
+    int32_t lasti;
+    callsite_t node;
+} frame_cache_entry_t;
+typedef struct fil_thread_s {
+    struct fil_thread_s *next_free;
+    callsite_t inherited;        /* for threads without Python: the stack that created them */
+    uint32_t cache_depth;        /* entries valid in cache[], root first */
+    callsite_t cache_base;       /* root node the cached stack hangs from */
+    frame_cache_entry_t cache[FIL_MAX_FRAMES];
+} fil_thread_t;
+
+/* Supplies the callsite of the calling thread; installed by the Python side (pystack_311.c),
+   by unit tests otherwise. Called with the tracking lock held. */
+typedef callsite_t (*fil_stack_fn)(fil_thread_t *ts);
+void _fil_set_stack_provider(fil_stack_fn fn);
+
+/* Thread-local reentrancy guard: nonzero while this thread runs profiler code, so allocations
+   made by that code (dlsym, libc internals, a signal handler interrupting us) are not tracked
+   and cannot deadlock on the tracking lock. initial-exec TLS: reading it never allocates. */
+extern __thread int _fil_tl_guard __attribute__((tls_model("initial-exec")));
+extern volatile int _fil_tracking;   /* 1 while allocations are being recorded */
+
+fil_thread_t *_fil_thread_get(void);
+void _fil_track_alloc(void *p, size_t size);
+void _fil_track_free(void *p);
+/* Remove p from the books, returning what it was (1) or 0 if unknown; put it back as it was. */
+int _fil_track_take(void *p, uint64_t *size, callsite_t *cs);
+void _fil_track_put(void *p, uint64_t size, callsite_t cs);
+void _fil_track_mmap(void *p, size_t len);
+void _fil_track_munmap(void *p, size_t len);
+void _fil_track_mremap(void *old, size_t old_len, void *p, size_t new_len);
+/* Current callsite of the calling thread (for pthread_create's inheritance). */
+callsite_t _fil_current_callsite(void);
+void _fil_lock(void);
+void _fil_unlock(void);
+/* Forget all live allocations and the peak; new allocations are tracked from now on. */
+void _fil_track_init_once(void);  /* atfork handlers; from the library constructor */
+void _fil_track_reset(void);
+void _fil_track_stats(uint64_t *live, uint64_t *peak);
+/* Write the peak (or current, when current != 0) allocations as collapsed stacks. */
+int _fil_track_dump(const char *path, int current, uint64_t *total);
+/* Reports lost bookkeeping once on stderr (table memory refused by the OS). */
+void _fil_warn_once(const char *msg);
+
+#endif

@@ -1,0 +1,96 @@
+/* peak.c: live bytes per callsite, and the exact set of bytes alive at the high-water mark.
+ *
+ * The algorithm. The peak is the maximum over time of live_total, the sum of live tracked
+ * allocation sizes. The report needs, per callsite, the bytes alive at that moment (snap[]).
+ * Copying live[] to snap[] whenever live_total exceeds the peak would cost O(callsites) per new
+ * peak, and a program that grows, frees a little and grows again reaches thousands of peaks.
+ *
+ * Instead:
+ *   - live[cs] is updated on every allocation and free, and cs is put on a dirty list the first
+ *     time it changes after snap[] was last brought up to date (one bit + one array slot).
+ *   - When an allocation takes live_total above peak_total, the peak moves and `at_peak` says the
+ *     current state IS the peak state; nothing is copied.
+ *   - Only when memory is about to go down from a peak state (the first free after at_peak, or a
+ *     report being written) is snap[] settled: snap[cs] = live[cs] for each dirty cs, and the
+ *     dirty list is emptied.
+ * Callsites not on the dirty list have live == snap, so after settling snap[] is exactly the
+ * state at the peak. Each settle costs the number of callsites changed since the last one, and
+ * every change puts at most one entry on the list, so the total cost over a run is bounded by
+ * the number of allocation events: O(1) amortized per event, whatever the number of peaks.
+ * Memory: 17 bytes per callsite (live, snap, dirty slot and bit).
+ *
+ * Protected by the tracking lock.
+ */
+#include "fil_internal.h"
+#include "prim.h"
+
+#include <string.h>
+
+int _fil_peak_reserve(peak_t *p, uint32_t n) {
+    if (n <= p->capacity) return 0;
+    uint32_t cap = p->capacity ? p->capacity : 4096;
+    while (cap < n) cap *= 2;
+    size_t o = p->capacity, c = cap;
+    uint64_t *live = prim_pages_resize(p->live, o * 8, c * 8);
+    if (!live) return -1;
+    p->live = live;
+    uint64_t *snap = prim_pages_resize(p->snap, o * 8, c * 8);
+    if (!snap) return -1;
+    p->snap = snap;
+    uint32_t *dirty = prim_pages_resize(p->dirty, o * 4, c * 4);
+    if (!dirty) return -1;
+    p->dirty = dirty;
+    uint8_t *is_dirty = prim_pages_resize(p->is_dirty, o, c);
+    if (!is_dirty) return -1;
+    p->is_dirty = is_dirty;
+    /* mremap'd growth of anonymous memory is zero-filled. */
+    p->capacity = cap;
+    return 0;
+}
+
+static inline void mark_dirty(peak_t *p, callsite_t cs) {
+    if (!p->is_dirty[cs]) {
+        p->is_dirty[cs] = 1;
+        p->dirty[p->dirty_count++] = cs;
+    }
+}
+
+void _fil_peak_settle(peak_t *p) {
+    if (!p->at_peak) return;
+    for (uint32_t i = 0; i < p->dirty_count; i++) {
+        callsite_t cs = p->dirty[i];
+        p->snap[cs] = p->live[cs];
+        p->is_dirty[cs] = 0;
+    }
+    p->dirty_count = 0;
+    p->at_peak = false;
+}
+
+void _fil_peak_add(peak_t *p, callsite_t cs, uint64_t bytes) {
+    p->live[cs] += bytes;
+    mark_dirty(p, cs);
+    p->live_total += bytes;
+    if (p->live_total > p->peak_total) {
+        p->peak_total = p->live_total;
+        p->at_peak = true;
+    }
+}
+
+void _fil_peak_sub(peak_t *p, callsite_t cs, uint64_t bytes) {
+    if (bytes == 0) return;
+    _fil_peak_settle(p);
+    p->live[cs] -= bytes;
+    mark_dirty(p, cs);
+    p->live_total -= bytes;
+}
+
+void _fil_peak_clear(peak_t *p) {
+    if (p->capacity) {
+        memset(p->live, 0, (size_t)p->capacity * 8);
+        memset(p->snap, 0, (size_t)p->capacity * 8);
+        memset(p->is_dirty, 0, p->capacity);
+    }
+    p->dirty_count = 0;
+    p->live_total = p->peak_total = 0;
+    p->at_peak = true;   /* the empty state is the peak so far */
+}

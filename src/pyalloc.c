@@ -1,0 +1,93 @@
+/* pyalloc.c: Python's own allocators, seen by the tracker.
+ *
+ * pymalloc serves small objects from 256 KiB arenas it maps itself; tracked at the arena level
+ * they would be invisible (one arena = many objects, freed objects still "in use"). Rather than
+ * forcing PYTHONMALLOC=malloc, which slows every object allocation, the object and memory domains
+ * are wrapped (PyMem_SetAllocator, as tracemalloc does): each call goes to the previous allocator
+ * and the block is recorded at its requested size. pymalloc's arenas are then obtained with raw
+ * mmap (PyObject_SetArenaAllocator) so they are not counted a second time; requests above 512
+ * bytes that pymalloc forwards to malloc run with the guard set, for the same reason.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "fil_internal.h"
+#include "prim.h"
+#include "pystack.h"
+
+#include <sys/mman.h>
+
+static PyMemAllocatorEx prev_mem, prev_obj;
+
+static inline int active(void) { return _fil_tl_guard == 0 && _fil_tracking; }
+
+static void *w_malloc(void *ctx, size_t size) {
+    PyMemAllocatorEx *a = ctx;
+    if (!active()) return a->malloc(a->ctx, size);
+    _fil_tl_guard++;
+    void *p = a->malloc(a->ctx, size);
+    if (p) _fil_track_alloc(p, size);
+    _fil_tl_guard--;
+    return p;
+}
+
+static void *w_calloc(void *ctx, size_t n, size_t size) {
+    PyMemAllocatorEx *a = ctx;
+    if (!active()) return a->calloc(a->ctx, n, size);
+    _fil_tl_guard++;
+    void *p = a->calloc(a->ctx, n, size);
+    if (p) _fil_track_alloc(p, n * size);
+    _fil_tl_guard--;
+    return p;
+}
+
+static void *w_realloc(void *ctx, void *old, size_t size) {
+    PyMemAllocatorEx *a = ctx;
+    if (!active()) return a->realloc(a->ctx, old, size);
+    _fil_tl_guard++;
+    uint64_t old_size = 0;
+    callsite_t old_cs = 0;
+    int had_old = old ? _fil_track_take(old, &old_size, &old_cs) : 0;
+    void *p = a->realloc(a->ctx, old, size);
+    if (p) _fil_track_alloc(p, size);
+    else if (had_old) _fil_track_put(old, old_size, old_cs);
+    _fil_tl_guard--;
+    return p;
+}
+
+static void w_free(void *ctx, void *p) {
+    PyMemAllocatorEx *a = ctx;
+    if (p && active()) {
+        _fil_tl_guard++;
+        _fil_track_free(p);
+        a->free(a->ctx, p);
+        _fil_tl_guard--;
+        return;
+    }
+    a->free(a->ctx, p);
+}
+
+static void *arena_alloc(void *ctx, size_t size) {
+    (void)ctx;
+    void *p = prim_sys_mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void arena_free(void *ctx, void *p, size_t size) {
+    (void)ctx;
+    prim_sys_munmap(p, size);
+}
+
+void _fil_pyalloc_install(void) {
+    static int installed;
+    if (installed) return;
+    installed = 1;
+    PyObjectArenaAllocator arenas = {NULL, arena_alloc, arena_free};
+    PyObject_SetArenaAllocator(&arenas);
+    PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &prev_mem);
+    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &prev_obj);
+    PyMemAllocatorEx mem = {&prev_mem, w_malloc, w_calloc, w_realloc, w_free};
+    PyMemAllocatorEx obj = {&prev_obj, w_malloc, w_calloc, w_realloc, w_free};
+    PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &mem);
+    PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &obj);
+}

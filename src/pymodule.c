@@ -1,0 +1,151 @@
+/* pymodule.c: the `filprofiler._filpreload` extension module, the Python layer's only door into
+ * the core. The same shared object is the LD_PRELOAD library; imported in a process where it was
+ * not preloaded, it can still render reports but refuses to track.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "fil_internal.h"
+#include "prim.h"
+#include "pystack.h"
+#include "render.h"
+
+#include <dlfcn.h>
+#include <stdlib.h>
+
+/* Our malloc is the process's malloc only when this library was preloaded. */
+static int is_preloaded(void) { return dlsym(RTLD_DEFAULT, "malloc") == (void *)&malloc; }
+
+static PyObject *py_preloaded(PyObject *self, PyObject *unused) {
+    (void)self; (void)unused;
+    return PyBool_FromLong(is_preloaded());
+}
+
+/* start(hidden_files: list[str], cut_at_caller: bool): forget earlier allocations and record
+   from now on. */
+static PyObject *py_start(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *hidden;
+    int cut;
+    if (!PyArg_ParseTuple(args, "Op", &hidden, &cut)) return NULL;
+    if (!is_preloaded()) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the Fil preload library is not loaded: run the program with "
+                        "`fil-profile run` or `fil-profile python`");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(hidden, "hidden files must be a sequence of str");
+    if (!seq) return NULL;
+    const char *files[8];
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > 8) n = 8;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        files[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i));
+        if (!files[i]) { Py_DECREF(seq); return NULL; }
+    }
+    _fil_tl_guard++;
+    if (_fil_callsite_init() < 0) {
+        _fil_tl_guard--;
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    _fil_pystack_set_hidden(files, (int)n);
+    _fil_tl_guard--;
+    Py_DECREF(seq);
+    _fil_pyalloc_install();
+    _fil_tl_guard++;
+    _fil_pystack_install(cut);
+    _fil_track_reset();
+    _fil_tracking = 1;
+    _fil_tl_guard--;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_stop(PyObject *self, PyObject *unused) {
+    (void)self; (void)unused;
+    _fil_tracking = 0;
+    _fil_tl_guard++;
+    _fil_pystack_forget_cut();
+    _fil_tl_guard--;
+    Py_RETURN_NONE;
+}
+
+/* dump(path, current=False) -> bytes: write the peak's (or the current) allocations. */
+static PyObject *py_dump(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *path_obj;
+    int current = 0;
+    if (!PyArg_ParseTuple(args, "O&|p", PyUnicode_FSConverter, &path_obj, &current)) return NULL;
+    uint64_t total = 0;
+    int r;
+    _fil_tl_guard++;
+    r = _fil_track_dump(PyBytes_AS_STRING(path_obj), current, &total);
+    _fil_tl_guard--;
+    if (r < 0) {
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path_obj);
+        Py_DECREF(path_obj);
+        return NULL;
+    }
+    Py_DECREF(path_obj);
+    return PyLong_FromUnsignedLongLong(total);
+}
+
+/* stats() -> (live bytes, peak bytes, the profiler's own bytes) */
+static PyObject *py_stats(PyObject *self, PyObject *unused) {
+    (void)self; (void)unused;
+    uint64_t live, peak;
+    _fil_tl_guard++;
+    _fil_track_stats(&live, &peak);
+    _fil_tl_guard--;
+    return Py_BuildValue("KKK", (unsigned long long)live, (unsigned long long)peak,
+                         (unsigned long long)prim_pages_in_use());
+}
+
+/* render(prof_path, out_dir, prefix, kind ("peak"|"oom"), command_line, note) */
+static PyObject *py_render(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *prof, *dir;
+    const char *prefix, *kind, *cmdline = NULL, *note = NULL;
+    if (!PyArg_ParseTuple(args, "O&O&ss|zz", PyUnicode_FSConverter, &prof, PyUnicode_FSConverter,
+                          &dir, &prefix, &kind, &cmdline, &note))
+        return NULL;
+    fil_render_opts_t opts = {0};
+    opts.prof_path = PyBytes_AS_STRING(prof);
+    opts.out_dir = PyBytes_AS_STRING(dir);
+    opts.file_prefix = prefix;
+    opts.kind = kind[0] == 'o' ? FIL_REPORT_OOM : FIL_REPORT_PEAK;
+    opts.command_line = cmdline;
+    opts.extra_note = note;
+    int r;
+    Py_BEGIN_ALLOW_THREADS
+    _fil_tl_guard++;
+    r = fil_render_report(&opts);
+    _fil_tl_guard--;
+    Py_END_ALLOW_THREADS
+    if (r < 0) {
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, dir);
+        Py_DECREF(prof);
+        Py_DECREF(dir);
+        return NULL;
+    }
+    Py_DECREF(prof);
+    Py_DECREF(dir);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"preloaded", py_preloaded, METH_NOARGS, "True if this library is the process's allocator."},
+    {"start", py_start, METH_VARARGS, "start(hidden_files, cut_at_caller): begin tracking afresh."},
+    {"stop", py_stop, METH_NOARGS, "Stop tracking."},
+    {"dump", py_dump, METH_VARARGS, "dump(path, current=False) -> total bytes written."},
+    {"stats", py_stats, METH_NOARGS, "(live bytes, peak bytes, profiler's own bytes)"},
+    {"render", py_render, METH_VARARGS, "render(prof, out_dir, prefix, kind, cmdline, note)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_filpreload", NULL, -1, methods,
+                                    NULL, NULL, NULL, NULL};
+
+__attribute__((visibility("default"))) PyMODINIT_FUNC PyInit__filpreload(void) {
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,15 @@
+/* pystack.h: the Python side's view of the engine (pystack_3XX.c, pyalloc.c, pymodule.c). */
+#ifndef FIL_PYSTACK_H
+#define FIL_PYSTACK_H
+
+/* Frames from these files are not shown (e.g. runpy's, for `run -m`). Copies the strings. */
+int _fil_pystack_set_hidden(const char *const *files, int count);
+/* Install the Python stack provider. With cut_at_caller, stacks of the calling thread stop below
+   the Python frame that called (so a report starts at the code that frame runs). GIL held. */
+void _fil_pystack_install(int cut_at_caller);
+void _fil_pystack_forget_cut(void);
+/* Route Python's object and memory allocators through the tracker; pymalloc's arenas are
+   obtained untracked. Idempotent. GIL held. */
+void _fil_pyalloc_install(void);
+
+#endif

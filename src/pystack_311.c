@@ -1,0 +1,195 @@
+/* pystack_311.c: the Python call stack of the allocating thread, for CPython 3.11.
+ *
+ * Everything that depends on the interpreter's version lives in this file: the layout of
+ * _PyInterpreterFrame, how the current instruction is found, how a code object's names are read.
+ * Another CPython version is another pystack_3XX.c.
+ *
+ * How a stack is taken. No profile hook is installed: in 3.11 a profile function sends every
+ * bytecode through the DO_TRACING path, a large slowdown on pure Python. Instead, at allocation
+ * time the thread's frame chain (tstate->cframe->current_frame, ->previous ...) is walked; this
+ * works for a thread that released the GIL too, since only that thread changes its own frames.
+ * Each frame contributes (code object, instruction offset). The thread keeps the previous stack
+ * it saw (fil_thread_t.cache, root first, with the trie node of every prefix), so only the
+ * frames that differ from it are interned; in a loop that allocates at one line that is none.
+ * A frame position seen for the first time is resolved once: file, function (co_qualname) and
+ * line number are read and interned (callsite.c), then cached by (parent, code, offset).
+ *
+ * Strings are read straight from the unicode objects' storage (and encoded to UTF-8 here if not
+ * ASCII): the hook path never calls into Python in a way that could allocate.
+ *
+ * Stacks deeper than FIL_MAX_FRAMES keep their innermost frames under a "[stack truncated]" root,
+ * which bounds both the work per allocation and the size of reports.
+ */
+#define PY_SSIZE_T_CLEAN
+#define Py_BUILD_CORE 1
+#include <Python.h>
+#include "internal/pycore_frame.h"
+
+#include "fil_internal.h"
+#include "pystack.h"
+
+#include <string.h>
+
+/* Files whose frames are not shown (the launcher's runpy frames); set before tracking starts. */
+#define MAX_HIDDEN 8
+static struct { char *bytes; size_t len; } hidden[MAX_HIDDEN];
+static int nhidden;
+
+/* The frame below which nothing is shown: the launcher's frame that runs the user's code.
+   Only for the thread that started tracking. Protected by the tracking lock. */
+static PyThreadState *cut_tstate;
+static _PyInterpreterFrame *cut_frame;
+
+/* UTF-8 of a str object without allocating: ASCII and cached UTF-8 are used in place, other
+   strings are encoded into scratch (truncated at cap). */
+static const char *utf8_of(PyObject *o, char *scratch, size_t cap, size_t *len) {
+    if (!o || !PyUnicode_Check(o) || !PyUnicode_IS_READY(o)) { *len = 1; return "?"; }
+    if (PyUnicode_IS_COMPACT_ASCII(o)) {
+        *len = (size_t)((PyASCIIObject *)o)->length;
+        return (const char *)(((PyASCIIObject *)o) + 1);
+    }
+    PyCompactUnicodeObject *c = (PyCompactUnicodeObject *)o;
+    if (c->utf8) { *len = (size_t)c->utf8_length; return c->utf8; }
+    int kind = PyUnicode_KIND(o);
+    const void *data = PyUnicode_DATA(o);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(o);
+    size_t out = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 ch = PyUnicode_READ(kind, data, i);
+        char buf[4];
+        size_t k;
+        if (ch < 0x80) { buf[0] = (char)ch; k = 1; }
+        else if (ch < 0x800) { buf[0] = (char)(0xC0 | (ch >> 6)); buf[1] = (char)(0x80 | (ch & 0x3F)); k = 2; }
+        else if (ch < 0x10000) {
+            if (ch >= 0xD800 && ch <= 0xDFFF) ch = 0xFFFD;   /* lone surrogate */
+            buf[0] = (char)(0xE0 | (ch >> 12)); buf[1] = (char)(0x80 | ((ch >> 6) & 0x3F));
+            buf[2] = (char)(0x80 | (ch & 0x3F)); k = 3;
+        } else {
+            buf[0] = (char)(0xF0 | (ch >> 18)); buf[1] = (char)(0x80 | ((ch >> 12) & 0x3F));
+            buf[2] = (char)(0x80 | ((ch >> 6) & 0x3F)); buf[3] = (char)(0x80 | (ch & 0x3F)); k = 4;
+        }
+        if (out + k > cap) break;
+        memcpy(scratch + out, buf, k);
+        out += k;
+    }
+    *len = out;
+    return scratch;
+}
+
+static int is_hidden(const char *file, size_t len) {
+    for (int i = 0; i < nhidden; i++)
+        if (hidden[i].len == len && memcmp(hidden[i].bytes, file, len) == 0) return 1;
+    return 0;
+}
+
+static inline uintptr_t fingerprint(PyCodeObject *code) {
+    return (uintptr_t)code->co_filename ^ ((uintptr_t)code->co_qualname << 7) ^
+           (uintptr_t)code->co_firstlineno;
+}
+
+/* A frame position seen for the first time: names and line, interned. */
+static callsite_t resolve(callsite_t parent, PyCodeObject *code, int32_t lasti) {
+    static char file_buf[4096], name_buf[1024];   /* under the tracking lock */
+    size_t flen, nlen;
+    const char *file = utf8_of(code->co_filename, file_buf, sizeof file_buf, &flen);
+    if (is_hidden(file, flen)) return parent;
+    const char *name = utf8_of(code->co_qualname, name_buf, sizeof name_buf, &nlen);
+    int line = lasti < 0 ? code->co_firstlineno
+                         : PyCode_Addr2Line(code, lasti * (int)sizeof(_Py_CODEUNIT));
+    if (line < 0) line = code->co_firstlineno;
+    return _fil_callsite_child(parent, file, flen, name, nlen, (uint32_t)line);
+}
+
+static inline int shown(_PyInterpreterFrame *f) { return !_PyFrame_IsIncomplete(f); }
+
+static callsite_t python_stack(fil_thread_t *ts) {
+    PyThreadState *tstate = PyGILState_GetThisThreadState();
+    if (!tstate || !tstate->cframe) return ts->inherited;
+    _PyInterpreterFrame *top = tstate->cframe->current_frame;
+    _PyInterpreterFrame *stop = tstate == cut_tstate ? cut_frame : NULL;
+
+    /* Pass 1: depth, up to FIL_MAX_FRAMES (more means truncated). */
+    uint32_t n = 0;
+    int truncated = 0;
+    for (_PyInterpreterFrame *f = top; f && f != stop; f = f->previous) {
+        if (!shown(f)) continue;
+        if (n == FIL_MAX_FRAMES) { truncated = 1; break; }
+        n++;
+    }
+    if (n == 0) return ts->inherited;
+    callsite_t base = truncated ? _fil_callsite_truncated_root() : CALLSITE_NO_PYTHON;
+
+    /* Pass 2: write the frames into the cache (root first) and find the first that changed. */
+    uint32_t first_changed = ts->cache_base == base ? (n < ts->cache_depth ? n : ts->cache_depth) : 0;
+    uint32_t i = n;
+    for (_PyInterpreterFrame *f = top; i > 0; f = f->previous) {
+        if (!shown(f)) continue;
+        i--;
+        const void *code = f->f_code;
+        int32_t lasti = (int32_t)_PyInterpreterFrame_LASTI(f);
+        frame_cache_entry_t *e = &ts->cache[i];
+        if (i >= ts->cache_depth || e->code != code || e->lasti != lasti) {
+            e->code = code;
+            e->lasti = lasti;
+            if (i < first_changed) first_changed = i;
+        }
+    }
+    ts->cache_depth = n;
+    ts->cache_base = base;
+
+    /* Pass 3: intern the changed suffix. */
+    callsite_t node = first_changed ? ts->cache[first_changed - 1].node : base;
+    for (i = first_changed; i < n; i++) {
+        frame_cache_entry_t *e = &ts->cache[i];
+        PyCodeObject *code = (PyCodeObject *)e->code;
+        uintptr_t fp = fingerprint(code);
+        callsite_t child;
+        if (!_fil_callsite_cache_get(node, code, e->lasti, fp, &child)) {
+            child = resolve(node, code, e->lasti);
+            _fil_callsite_cache_put(node, code, e->lasti, fp, child);
+        }
+        e->node = child;
+        node = child;
+    }
+    return node;
+}
+
+int _fil_pystack_set_hidden(const char *const *files, int count) {
+    _fil_lock();
+    nhidden = 0;
+    for (int i = 0; i < count && nhidden < MAX_HIDDEN; i++) {
+        size_t len = strlen(files[i]);
+        char *copy = _fil_arena_alloc(len + 1);
+        if (!copy) break;
+        memcpy(copy, files[i], len);
+        hidden[nhidden].bytes = copy;
+        hidden[nhidden].len = len;
+        nhidden++;
+    }
+    _fil_unlock();
+    return 0;
+}
+
+void _fil_pystack_install(int cut_at_caller) {
+    PyThreadState *tstate = PyThreadState_Get();
+    _fil_lock();
+    if (cut_at_caller) {
+        cut_tstate = tstate;
+        cut_frame = tstate->cframe->current_frame;   /* the Python frame calling into us */
+    } else {
+        cut_tstate = NULL;
+        cut_frame = NULL;
+    }
+    /* Frames from before may have cached positions below the new cut: start afresh. */
+    fil_thread_t *ts = _fil_thread_get();
+    if (ts) ts->cache_depth = 0;
+    _fil_unlock();
+    _fil_set_stack_provider(python_stack);
+}
+
+void _fil_pystack_forget_cut(void) {
+    _fil_lock();
+    cut_tstate = NULL;
+    cut_frame = NULL;
+    _fil_unlock();
+}

@@ -1,0 +1,231 @@
+/* track.c: the tracking engine behind the hooks.
+ *
+ * The hooks (hooks.c, pyalloc.c) call _fil_track_* with the reentrancy guard set; this file
+ * owns the tables and the one lock that orders every change to them. A single lock is what
+ * makes the peak exact: live_total is the sum over one total order of events, so the
+ * high-water mark is the real maximum, not an estimate from per-thread counters.
+ *
+ * Lock ownership (the tracking lock, `lock` below) covers: `heap`, `maps`, `peak`, the callsite
+ * tables (callsite.c), the arena (arena.c) and `free_threads`. The guard and `tl_thread` are
+ * per-thread. `_fil_tracking` is read without the lock: a hook that races with start/stop
+ * either records an allocation or not, and a free of an unrecorded pointer is a no-op.
+ */
+#include "fil_internal.h"
+#include "prim.h"
+
+#include <pthread.h>
+#include <string.h>
+
+__thread int _fil_tl_guard __attribute__((tls_model("initial-exec")));
+static __thread fil_thread_t *tl_thread __attribute__((tls_model("initial-exec")));
+volatile int _fil_tracking;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static alloc_table_t heap;
+static range_table_t maps;
+static peak_t peak;
+static fil_thread_t *free_threads;
+static pthread_key_t thread_key;
+static int thread_key_ready;
+static fil_stack_fn stack_fn;
+
+void _fil_lock(void) { pthread_mutex_lock(&lock); }
+void _fil_unlock(void) { pthread_mutex_unlock(&lock); }
+
+void _fil_set_stack_provider(fil_stack_fn fn) { stack_fn = fn; }
+
+void _fil_warn_once(const char *msg) {
+    static const char *seen[16];
+    static int nseen;
+    for (int i = 0; i < nseen; i++)
+        if (seen[i] == msg) return;
+    if (nseen < 16) seen[nseen++] = msg;
+    prim_write_stderr("=fil-profile= warning: ", 23);
+    prim_write_stderr(msg, strlen(msg));
+    prim_write_stderr("\n", 1);
+}
+
+/* Thread exit: hand the state back for reuse. A TLS destructor running after this one may
+   allocate again; it then gets a fresh state and registers the destructor again. */
+static void thread_state_release(void *arg) {
+    fil_thread_t *t = arg;
+    _fil_tl_guard++;
+    _fil_lock();
+    t->next_free = free_threads;
+    free_threads = t;
+    _fil_unlock();
+    tl_thread = NULL;
+    _fil_tl_guard--;
+}
+
+/* Caller holds the lock. NULL only if the OS refuses memory. */
+fil_thread_t *_fil_thread_get(void) {
+    fil_thread_t *t = tl_thread;
+    if (FIL_LIKELY(t != NULL)) return t;
+    if (free_threads) {
+        t = free_threads;
+        free_threads = t->next_free;
+    } else {
+        t = _fil_arena_alloc(sizeof(fil_thread_t));
+        if (!t) return NULL;
+    }
+    t->next_free = NULL;
+    t->inherited = CALLSITE_NO_PYTHON;
+    t->cache_depth = 0;
+    t->cache_base = CALLSITE_NO_PYTHON;
+    tl_thread = t;
+    if (!thread_key_ready) {
+        if (pthread_key_create(&thread_key, thread_state_release) == 0) thread_key_ready = 1;
+    }
+    if (thread_key_ready) pthread_setspecific(thread_key, t);
+    return t;
+}
+
+static callsite_t current_callsite_locked(void) {
+    fil_thread_t *ts = _fil_thread_get();
+    if (!ts) return CALLSITE_NO_PYTHON;
+    return stack_fn ? stack_fn(ts) : ts->inherited;
+}
+
+callsite_t _fil_current_callsite(void) {
+    _fil_lock();
+    callsite_t cs = current_callsite_locked();
+    _fil_unlock();
+    return cs;
+}
+
+static int ensure_peak_slot(callsite_t cs) {
+    if (FIL_LIKELY(cs < peak.capacity)) return 0;
+    if (_fil_peak_reserve(&peak, cs + 1) < 0) {
+        _fil_warn_once("out of memory for the profiler's tables; some allocations are not tracked");
+        return -1;
+    }
+    return 0;
+}
+
+static void on_range_removed(void *ctx, callsite_t cs, uint64_t bytes) {
+    (void)ctx;
+    _fil_peak_sub(&peak, cs, bytes);
+}
+
+static void add_locked(void *p, size_t size, callsite_t cs) {
+    if (ensure_peak_slot(cs) < 0) return;
+    if (FIL_UNLIKELY(size >= ALLOC_TABLE_MAX_SIZE)) {
+        _fil_warn_once("an allocation of 1 TiB or more is not tracked");
+        return;
+    }
+    uint64_t old_size;
+    callsite_t old_cs;
+    int r = _fil_alloc_table_insert(&heap, (uintptr_t)p, size, cs, &old_size, &old_cs);
+    if (r < 0) {
+        _fil_warn_once("out of memory for the profiler's tables; some allocations are not tracked");
+        return;
+    }
+    /* Present already: its free went by unseen (e.g. from a signal handler inside a hook). */
+    if (r == 1) _fil_peak_sub(&peak, old_cs, old_size);
+    _fil_peak_add(&peak, cs, size);
+}
+
+static void remove_locked(void *p) {
+    uint64_t size;
+    callsite_t cs;
+    if (_fil_alloc_table_remove(&heap, (uintptr_t)p, &size, &cs)) _fil_peak_sub(&peak, cs, size);
+}
+
+void _fil_track_alloc(void *p, size_t size) {
+    _fil_lock();
+    add_locked(p, size, current_callsite_locked());
+    _fil_unlock();
+}
+
+void _fil_track_free(void *p) {
+    _fil_lock();
+    remove_locked(p);
+    _fil_unlock();
+}
+
+int _fil_track_take(void *p, uint64_t *size, callsite_t *cs) {
+    _fil_lock();
+    int found = _fil_alloc_table_remove(&heap, (uintptr_t)p, size, cs);
+    if (found) _fil_peak_sub(&peak, *cs, *size);
+    _fil_unlock();
+    return found;
+}
+
+void _fil_track_put(void *p, uint64_t size, callsite_t cs) {
+    _fil_lock();
+    add_locked(p, size, cs);
+    _fil_unlock();
+}
+
+void _fil_track_mmap(void *p, size_t len) {
+    _fil_lock();
+    callsite_t cs = current_callsite_locked();
+    if (ensure_peak_slot(cs) == 0) {
+        if (_fil_range_add(&maps, (uintptr_t)p, len, cs, on_range_removed, NULL) == 0)
+            _fil_peak_add(&peak, cs, len);
+        else
+            _fil_warn_once("out of memory for the profiler's tables; a mapping is not tracked");
+    }
+    _fil_unlock();
+}
+
+void _fil_track_munmap(void *p, size_t len) {
+    _fil_lock();
+    _fil_range_remove(&maps, (uintptr_t)p, len, on_range_removed, NULL);
+    _fil_unlock();
+}
+
+void _fil_track_mremap(void *old, size_t old_len, void *p, size_t new_len) {
+    _fil_lock();
+    callsite_t cs = current_callsite_locked();
+    _fil_range_remove(&maps, (uintptr_t)old, old_len, on_range_removed, NULL);
+    if (ensure_peak_slot(cs) == 0 &&
+        _fil_range_add(&maps, (uintptr_t)p, new_len, cs, on_range_removed, NULL) == 0)
+        _fil_peak_add(&peak, cs, new_len);
+    _fil_unlock();
+}
+
+void _fil_track_reset(void) {
+    _fil_lock();
+    _fil_alloc_table_clear(&heap);
+    _fil_range_clear(&maps);
+    _fil_peak_clear(&peak);
+    _fil_unlock();
+}
+
+void _fil_track_stats(uint64_t *live, uint64_t *peak_bytes) {
+    _fil_lock();
+    *live = peak.live_total;
+    *peak_bytes = peak.peak_total;
+    _fil_unlock();
+}
+
+int _fil_track_dump(const char *path, int current, uint64_t *total) {
+    _fil_lock();
+    _fil_peak_settle(&peak);
+    /* Every slot: the overflow callsite (CALLSITE_MAX) lies beyond the interned count. */
+    uint32_t n = peak.capacity;
+    *total = current ? peak.live_total : peak.peak_total;
+    int r = _fil_prof_write(path, current ? peak.live : peak.snap, n);
+    _fil_unlock();
+    return r;
+}
+
+/* fork(): the child gets one thread; a lock held by another thread at fork time would never be
+   released, so the lock is taken around fork. The child does not record: its report would be
+   mistaken for the parent's, and following children is not a feature yet. */
+static void atfork_prepare(void) { _fil_tl_guard++; pthread_mutex_lock(&lock); }
+static void atfork_parent(void) { pthread_mutex_unlock(&lock); _fil_tl_guard--; }
+static void atfork_child(void) {
+    pthread_mutex_init(&lock, NULL);
+    _fil_tracking = 0;
+    _fil_tl_guard--;
+}
+
+void _fil_track_init_once(void) {
+    static int done;
+    if (done) return;
+    done = 1;
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
