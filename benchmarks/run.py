@@ -43,9 +43,9 @@ def parse_args(argv):
     p.add_argument("--python", default=sys.executable, help="interpreter to build the virtualenvs from")
     args = p.parse_args(argv)
     args.scale = args.scale if args.scale is not None else (0.1 if args.quick else 1.0)
-    args.tools = [t for t in envs.TOOLS if t in args.tools.split(",")]
-    unknown = set(args.tools_raw if hasattr(args, "tools_raw") else []) - set(envs.TOOLS)
-    if not args.tools or unknown:
+    requested = [t for t in args.tools.split(",") if t]
+    args.tools = [t for t in envs.TOOLS if t in requested]  # always in the alternation order plain, ours, fil, memray
+    if not args.tools or set(requested) - set(envs.TOOLS):
         p.error(f"--tools takes a subset of {','.join(envs.TOOLS)}")
     names = [w.name for w in catalog.WORKLOADS]
     if args.only:

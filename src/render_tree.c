@@ -125,10 +125,24 @@ static void *grow_array(render_arena_t *a, void *old, size_t elem, uint32_t used
 
 /* ---- frames ---- */
 
+/* Word-at-a-time multiplicative hash: frame text is hashed once per occurrence, which is most
+ * of the parsing cost, so bytes are taken eight at a time. */
 static uint32_t hash_bytes(const char *s, size_t n) {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) { h ^= (unsigned char)s[i]; h *= 16777619u; }
-    return h;
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ n;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+        s += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, s, n);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 29;
+    h *= 0xff51afd7ed558ccdULL;
+    return (uint32_t)(h ^ (h >> 32));
 }
 
 static uint32_t hash_pair(uint32_t a, uint32_t b) {
@@ -164,8 +178,14 @@ static void parse_frame(render_frame_t *f) {
     f->func = t + open + 2; f->func_len = n - 1 - (open + 2);
 }
 
-static int frames_rehash(render_data_t *d) {
-    uint32_t cap = d->frame_slots_cap ? d->frame_slots_cap * 2 : 1024;
+/* Smallest power of two >= 2 * n (and >= 1024): the tables stay at most half full. */
+static uint32_t table_size_for(size_t n) {
+    uint32_t cap = 1024;
+    while (cap < (1u << 31) && (size_t)cap < 2 * n) cap *= 2;
+    return cap;
+}
+
+static int frames_rehash(render_data_t *d, uint32_t cap) {
     uint32_t *slots = render_arena_alloc(&d->arena, (size_t)cap * sizeof *slots);
     if (!slots) return -1;
     memset(slots, 0, (size_t)cap * sizeof *slots);
@@ -197,7 +217,8 @@ static uint32_t frame_intern(render_data_t *d, const char *s, size_t n) {
     f->text = s; f->len = n; f->hash = h;
     parse_frame(f);
     d->frame_slots[i] = id + 1;
-    if ((uint64_t)d->nframes * 2 > d->frame_slots_cap && frames_rehash(d) < 0) return RENDER_NONE;
+    if ((uint64_t)d->nframes * 2 > d->frame_slots_cap && frames_rehash(d, d->frame_slots_cap * 2) < 0)
+        return RENDER_NONE;
     return id;
 }
 
@@ -232,14 +253,16 @@ static int parse_line(render_data_t *d, const char *s, size_t n) {
     st->bytes = bytes;
     st->first = d->nids;
     st->depth = 0;
-    size_t start = 0;
-    for (size_t i = 0; i <= stack_len; i++) {
-        if (i < stack_len && s[i] != ';') continue;
-        uint32_t id = frame_intern(d, s + start, i - start);
+    const char *p = s, *end = s + stack_len;
+    for (;;) {
+        const char *semi = memchr(p, ';', (size_t)(end - p));
+        const char *stop = semi ? semi : end;
+        uint32_t id = frame_intern(d, p, (size_t)(stop - p));
         if (id == RENDER_NONE) return -1;
         d->ids[d->nids++] = id;
         st->depth++;
-        start = i + 1;
+        if (!semi) break;
+        p = semi + 1;
     }
     d->frames[d->ids[d->nids - 1]].leaf_bytes += bytes;
     d->total += bytes;
@@ -253,17 +276,20 @@ int render_data_parse(render_data_t *d, const char *buf, size_t len, void *scrat
     d->prof_len = len;
     /* Exact sizes for the id and stack arrays: every ';' and every line adds at most one. */
     size_t lines = 1, semis = 0;
-    for (const char *p = buf, *end = buf + len; p < end; p++) {
-        const char *q = memchr(p, '\n', (size_t)(end - p));
-        const char *stop = q ? q : end;
-        for (const char *r = p; (r = memchr(r, ';', (size_t)(stop - r))) != NULL; r++) semis++;
-        if (!q) break;
-        lines++;
-        p = q;
-    }
-    d->ids = render_arena_alloc(&d->arena, (semis + lines) * sizeof *d->ids);
+    for (const char *p = buf, *end = buf + len; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++) lines++;
+    for (const char *p = buf, *end = buf + len; (p = memchr(p, ';', (size_t)(end - p))) != NULL; p++) semis++;
+    size_t most = semis + lines;          /* frame occurrences, an upper bound on distinct ones */
+    d->ids = render_arena_alloc(&d->arena, most * sizeof *d->ids);
     d->stacks = render_arena_alloc(&d->arena, lines * sizeof *d->stacks);
-    if (!d->ids || !d->stacks || frames_rehash(d) < 0) return -1;
+    if (!d->ids || !d->stacks) return -1;
+    /* With mmap'ed memory, size the tables for the worst case at once: rehashing costs more than
+     * the untouched pages of an oversized array. From scratch, grow as needed instead. */
+    if (d->arena.grows && most < UINT32_MAX / 2) {
+        d->frames_cap = (uint32_t)most;
+        d->frames = render_arena_alloc(&d->arena, most * sizeof *d->frames);
+        if (!d->frames) return -1;
+    }
+    if (frames_rehash(d, d->arena.grows ? table_size_for(most) : 1024) < 0) return -1;
     const char *p = buf, *end = buf + len;
     while (p < end) {
         const char *q = memchr(p, '\n', (size_t)(end - p));
@@ -395,8 +421,7 @@ const char *render_frame_source(render_data_t *d, uint32_t frame, uint32_t *len)
 
 /* ---- trees ---- */
 
-static int nodes_rehash(render_data_t *d, render_tree_t *t) {
-    uint32_t cap = t->slots_cap ? t->slots_cap * 2 : 1024;
+static int nodes_rehash(render_data_t *d, render_tree_t *t, uint32_t cap) {
     uint32_t *slots = render_arena_alloc(&d->arena, (size_t)cap * sizeof *slots);
     if (!slots) return -1;
     memset(slots, 0, (size_t)cap * sizeof *slots);
@@ -429,7 +454,8 @@ static uint32_t child_of(render_data_t *d, render_tree_t *t, uint32_t parent, ui
     n->next_sibling = t->nodes[parent].first_child;
     t->nodes[parent].first_child = id;
     t->slots[i] = id + 1;
-    if ((uint64_t)t->nnodes * 2 > t->slots_cap && nodes_rehash(d, t) < 0) return RENDER_NONE;
+    if ((uint64_t)t->nnodes * 2 > t->slots_cap && nodes_rehash(d, t, t->slots_cap * 2) < 0)
+        return RENDER_NONE;
     return id;
 }
 
@@ -467,8 +493,14 @@ static uint32_t sort_siblings(const render_data_t *d, render_node_t *nodes, uint
 int render_tree_build(render_data_t *d, render_tree_t *t, int reversed) {
     memset(t, 0, sizeof *t);
     t->reversed = reversed;
-    t->nodes = grow_array(&d->arena, NULL, sizeof *t->nodes, 0, &t->nodes_cap);
-    if (!t->nodes || nodes_rehash(d, t) < 0) return -1;
+    size_t most = d->nids + 1;            /* every frame occurrence a new node, plus the root */
+    if (d->arena.grows && most < UINT32_MAX / 2) {   /* see render_data_parse */
+        t->nodes_cap = (uint32_t)most;
+        t->nodes = render_arena_alloc(&d->arena, most * sizeof *t->nodes);
+    } else {
+        t->nodes = grow_array(&d->arena, NULL, sizeof *t->nodes, 0, &t->nodes_cap);
+    }
+    if (!t->nodes || nodes_rehash(d, t, d->arena.grows ? table_size_for(most) : 1024) < 0) return -1;
     render_node_t *root = &t->nodes[t->nnodes++];
     root->total = d->total; root->x = 0;
     root->frame = RENDER_NONE; root->parent = RENDER_NONE;
