@@ -31,7 +31,7 @@ CORE_SRCS = src/arena.c src/alloc_table.c src/range_table.c src/callsite.c src/p
 # The renderer: collapsed stacks in, SVG/HTML out. No Python, no malloc.
 RENDER_SRCS = src/render_tree.c src/render_svg.c src/render_html.c src/escape.c
 # Only in the shared library: the libc interposition and the Python side.
-LIB_SRCS = src/hooks.c src/pystack_311.c src/pyalloc.c src/pymodule.c
+LIB_SRCS = src/hooks.c src/pystack_311.c src/pyalloc.c src/pythreads.c src/pymodule.c
 
 CORE_OBJS = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(CORE_SRCS) $(RENDER_SRCS))
 LIB_OBJS = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))

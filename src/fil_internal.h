@@ -127,6 +127,8 @@ typedef struct fil_thread_s {
     callsite_t inherited;        /* for threads without Python: the stack that created them */
     uint32_t cache_depth;        /* entries valid in cache[], root first */
     callsite_t cache_base;       /* root node the cached stack hangs from */
+    callsite_t fallback_parent;  /* native threads: the inherited stack the marker hangs from */
+    callsite_t fallback_node;    /* ... and its "[native thread ...]" child, interned once */
     frame_cache_entry_t cache[FIL_MAX_FRAMES];
 } fil_thread_t;
 

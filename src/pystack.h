@@ -12,4 +12,9 @@ void _fil_pystack_forget_cut(void);
    obtained untracked. Idempotent. GIL held. */
 void _fil_pyalloc_install(void);
 
+/* pythreads.c: the one Python thread waiting in native code with the GIL released, or NULL when
+   there are none or several (a PyThreadState *). Caller holds the tracking lock. */
+void *_fil_pythreads_sole_waiter(void);
+void _fil_pythreads_reset(void);
+
 #endif

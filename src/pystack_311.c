@@ -102,9 +102,38 @@ static callsite_t resolve(callsite_t parent, PyCodeObject *code, int32_t lasti) 
 
 static inline int shown(_PyInterpreterFrame *f) { return !_PyFrame_IsIncomplete(f); }
 
+/* A native thread's allocation when no single Python thread is waiting on native work: charged
+   to the stack that created the thread, under a marker frame that makes the fallback visible. */
+static callsite_t native_fallback(fil_thread_t *ts) {
+    static const char marker[] = "[native thread: charged to the code that started it]";
+    if (ts->inherited == CALLSITE_NO_PYTHON) return CALLSITE_NO_PYTHON;
+    if (ts->fallback_parent != ts->inherited || ts->fallback_node == CALLSITE_NO_PYTHON) {
+        ts->fallback_parent = ts->inherited;
+        ts->fallback_node = _fil_callsite_child(ts->inherited, "", 0, marker, sizeof marker - 1, 0);
+    }
+    return ts->fallback_node;
+}
+
+static callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate);
+
 static callsite_t python_stack(fil_thread_t *ts) {
     PyThreadState *tstate = PyGILState_GetThisThreadState();
-    if (!tstate || !tstate->cframe) return ts->inherited;
+    if (!tstate) {
+        /* A thread that only exists in C: charge the Python thread waiting on it, if just one. */
+        PyThreadState *waiter = _fil_pythreads_sole_waiter();
+        if (waiter) {
+            callsite_t cs = walk_frames(ts, waiter);
+            if (cs != CALLSITE_NO_PYTHON) return cs;
+        }
+        return native_fallback(ts);
+    }
+    return walk_frames(ts, tstate);
+}
+
+/* The stack of tstate's frames, interned through ts's cache. tstate is the calling thread's own,
+   or a thread held in native code (pythreads.c) whose frames cannot change meanwhile. */
+static callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate) {
+    if (!tstate->cframe) return ts->inherited;
     _PyInterpreterFrame *top = tstate->cframe->current_frame;
     _PyInterpreterFrame *stop = tstate == cut_tstate ? cut_frame : NULL;
 
@@ -116,7 +145,7 @@ static callsite_t python_stack(fil_thread_t *ts) {
         if (n == FIL_MAX_FRAMES) { truncated = 1; break; }
         n++;
     }
-    if (n == 0) return ts->inherited;
+    if (n == 0) return tstate == PyGILState_GetThisThreadState() ? ts->inherited : CALLSITE_NO_PYTHON;
     callsite_t base = truncated ? _fil_callsite_truncated_root() : CALLSITE_NO_PYTHON;
 
     /* Pass 2: write the frames into the cache (root first) and find the first that changed. */
@@ -184,6 +213,7 @@ void _fil_pystack_install(int cut_at_caller) {
     fil_thread_t *ts = _fil_thread_get();
     if (ts) ts->cache_depth = 0;
     _fil_unlock();
+    _fil_pythreads_reset();
     _fil_set_stack_provider(python_stack);
 }
 

@@ -73,6 +73,8 @@ fil_thread_t *_fil_thread_get(void) {
     t->inherited = CALLSITE_NO_PYTHON;
     t->cache_depth = 0;
     t->cache_base = CALLSITE_NO_PYTHON;
+    t->fallback_parent = CALLSITE_NO_PYTHON;
+    t->fallback_node = CALLSITE_NO_PYTHON;
     tl_thread = t;
     if (!thread_key_ready) {
         if (pthread_key_create(&thread_key, thread_state_release) == 0) thread_key_ready = 1;
