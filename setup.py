@@ -32,6 +32,9 @@ class MakeBuildExt(build_ext):
 setup(
     ext_modules=[Extension("filprofiler._filpreload", sources=[])],
     cmdclass={"build_ext": MakeBuildExt},
+    # The kernelspec, read by `fil-profile install-kernel`; data_files below puts the same
+    # file where Jupyter looks for kernels.
+    package_data={"filprofiler": ["kernelspec/*"]},
     data_files=[("share/jupyter/kernels/filprofile",
                  ["filprofiler/kernelspec/kernel.json"])] if os.path.exists(
         os.path.join(HERE, "filprofiler/kernelspec/kernel.json")) else [],

@@ -135,7 +135,10 @@ def main():
     except BaseException as e:  # report as plain python would, without our frames
         if isinstance(e, KeyboardInterrupt):
             _state["sigint"] = True
-        sys.excepthook(type(e), e, _strip_own_frames(e.__traceback__))
+        tb = _strip_own_frames(e.__traceback__)
+        # The default hook prints the exception's own __traceback__, not its tb argument.
+        e.__traceback__ = tb
+        sys.excepthook(type(e), e, tb)
         sys.exit(1)
 
 

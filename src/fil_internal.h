@@ -32,7 +32,7 @@ typedef struct {
     alloc_slot_t *slots;
     size_t capacity;    /* power of two, or 0 before the first insert */
     size_t count;
-    int shift;          /* 64 - log2(capacity), for Fibonacci hashing */
+    int log2_capacity;
 } alloc_table_t;
 #define ALLOC_TABLE_MAX_SIZE ((uint64_t)1 << 40)
 /* Insert ptr (nonzero). If ptr is present its old entry is replaced and returned through
@@ -130,6 +130,7 @@ typedef struct fil_thread_s {
     callsite_t fallback_parent;  /* native threads: the inherited stack the marker hangs from */
     callsite_t fallback_node;    /* ... and its "[native thread ...]" child, interned once */
     frame_cache_entry_t cache[FIL_MAX_FRAMES];
+    frame_cache_entry_t scratch[FIL_MAX_FRAMES];  /* the stack being taken, innermost first */
 } fil_thread_t;
 
 /* Supplies the callsite of the calling thread; installed by the Python side (pystack_311.c),

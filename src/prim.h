@@ -39,4 +39,42 @@ uint64_t prim_now_ns(void);
 
 size_t prim_page_size(void);
 
+/* ---- memory figures, for oom.c's early out-of-memory detection ----
+ * Each figure is how many more bytes the process may use before one limit is reached.
+ * PRIM_NO_LIMIT in `limit` (and then in `available`) means there is no such limit or it could
+ * not be read. None of these allocate; they read /proc and cgroup files into stack buffers
+ * (about 10 KiB of stack). */
+#define PRIM_NO_LIMIT UINT64_MAX
+typedef struct {
+    uint64_t available;   /* bytes, 0 when the limit is already exceeded */
+    uint64_t limit;       /* bytes */
+} prim_mem_figure_t;
+typedef struct {
+    prim_mem_figure_t system;         /* /proc/meminfo MemAvailable, of MemTotal */
+    prim_mem_figure_t cgroup;         /* tightest memory cgroup (v1 or v2, the process's own or an
+                                         ancestor's): limit minus usage, where inactive file cache
+                                         (reclaimable) does not count as usage */
+    prim_mem_figure_t address_space;  /* RLIMIT_AS (ulimit -v) minus the current virtual size */
+} prim_memory_t;
+void prim_memory_read(prim_memory_t *m);
+
+/* Pure parsers behind prim_memory_read, exposed for unit tests. Each takes buf[0..len), not
+   necessarily NUL-terminated, and returns 0 on success or -1 when the field is absent/garbled. */
+/* The number after `key` at the start of a line ("MemAvailable:" in meminfo, "inactive_file"
+   in memory.stat); whitespace in between is skipped; a " kB" suffix is NOT applied. */
+int prim_parse_keyed_u64(const char *buf, size_t len, const char *key, uint64_t *out);
+/* A cgroup limit file: a decimal number, or "max" (v2) -> PRIM_NO_LIMIT; v1's "unlimited"
+   (a number at or above 2^62) -> PRIM_NO_LIMIT too. */
+int prim_parse_cgroup_limit(const char *buf, size_t len, uint64_t *out);
+/* The first decimal number in buf (the virtual size in pages in /proc/self/statm). */
+int prim_parse_first_u64(const char *buf, size_t len, uint64_t *out);
+/* From /proc/self/cgroup, the path of the process's memory cgroup: for v2 the "0::PATH" line,
+   for v1 the line whose controller list contains "memory". NUL-terminated into out. */
+int prim_parse_cgroup_path(const char *buf, size_t len, int v2, char *out, size_t outsz);
+/* One /proc/self/mountinfo line: when it is a cgroup mount of the wanted kind (v2: fstype
+   cgroup2; v1: fstype cgroup with "memory" among its super options), its root and mount point
+   (octal escapes like \040 decoded) NUL-terminated into root/mnt, and 0; else -1. */
+int prim_parse_cgroup_mount(const char *line, size_t len, int v2, char *root, size_t rootsz,
+                            char *mnt, size_t mntsz);
+
 #endif

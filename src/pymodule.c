@@ -13,8 +13,15 @@
 #include <dlfcn.h>
 #include <stdlib.h>
 
-/* Our malloc is the process's malloc only when this library was preloaded. */
-static int is_preloaded(void) { return dlsym(RTLD_DEFAULT, "malloc") == (void *)&malloc; }
+/* Our malloc is the process's malloc only when this library was preloaded. `&malloc` cannot
+   tell: malloc is exported, so the reference goes through the GOT and is libc's malloc whenever
+   libc's wins. Instead: does the process's malloc live in the object this function is in? */
+static int is_preloaded(void) {
+    Dl_info process_malloc, self;
+    void *m = dlsym(RTLD_DEFAULT, "malloc");
+    if (!m || !dladdr(m, &process_malloc) || !dladdr((void *)&is_preloaded, &self)) return 0;
+    return process_malloc.dli_fbase == self.dli_fbase;
+}
 
 static PyObject *py_preloaded(PyObject *self, PyObject *unused) {
     (void)self; (void)unused;

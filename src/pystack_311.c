@@ -100,8 +100,6 @@ static callsite_t resolve(callsite_t parent, PyCodeObject *code, int32_t lasti) 
     return _fil_callsite_child(parent, file, flen, name, nlen, (uint32_t)line);
 }
 
-static inline int shown(_PyInterpreterFrame *f) { return !_PyFrame_IsIncomplete(f); }
-
 /* A native thread's allocation when no single Python thread is waiting on native work: charged
    to the stack that created the thread, under a marker frame that makes the fallback visible. */
 static callsite_t native_fallback(fil_thread_t *ts) {
@@ -137,38 +135,41 @@ static callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate) {
     _PyInterpreterFrame *top = tstate->cframe->current_frame;
     _PyInterpreterFrame *stop = tstate == cut_tstate ? cut_frame : NULL;
 
-    /* Pass 1: depth, up to FIL_MAX_FRAMES (more means truncated). */
+    /* One walk, innermost first, into scratch. Only the innermost frame can be incomplete (still
+       being set up, before its first instruction): a frame calls nothing before that. */
+    frame_cache_entry_t *sc = ts->scratch;
     uint32_t n = 0;
     int truncated = 0;
-    for (_PyInterpreterFrame *f = top; f && f != stop; f = f->previous) {
-        if (!shown(f)) continue;
-        if (n == FIL_MAX_FRAMES) { truncated = 1; break; }
+    _PyInterpreterFrame *f = top;
+    if (f && f != stop && _PyFrame_IsIncomplete(f)) f = f->previous;
+    for (; f && f != stop; f = f->previous) {
+        if (FIL_UNLIKELY(n == FIL_MAX_FRAMES)) { truncated = 1; break; }
+        sc[n].code = f->f_code;
+        sc[n].lasti = (int32_t)_PyInterpreterFrame_LASTI(f);
         n++;
     }
     if (n == 0) return tstate == PyGILState_GetThisThreadState() ? ts->inherited : CALLSITE_NO_PYTHON;
     callsite_t base = truncated ? _fil_callsite_truncated_root() : CALLSITE_NO_PYTHON;
 
-    /* Pass 2: write the frames into the cache (root first) and find the first that changed. */
-    uint32_t first_changed = ts->cache_base == base ? (n < ts->cache_depth ? n : ts->cache_depth) : 0;
-    uint32_t i = n;
-    for (_PyInterpreterFrame *f = top; i > 0; f = f->previous) {
-        if (!shown(f)) continue;
-        i--;
-        const void *code = f->f_code;
-        int32_t lasti = (int32_t)_PyInterpreterFrame_LASTI(f);
-        frame_cache_entry_t *e = &ts->cache[i];
-        if (i >= ts->cache_depth || e->code != code || e->lasti != lasti) {
-            e->code = code;
-            e->lasti = lasti;
-            if (i < first_changed) first_changed = i;
-        }
+    /* The cached stack (root first) agrees with this one up to first_changed. */
+    uint32_t first_changed = 0;
+    if (ts->cache_base == base) {
+        uint32_t lim = n < ts->cache_depth ? n : ts->cache_depth;
+        const frame_cache_entry_t *c = ts->cache;
+        while (first_changed < lim && c[first_changed].code == sc[n - 1 - first_changed].code &&
+               c[first_changed].lasti == sc[n - 1 - first_changed].lasti)
+            first_changed++;
+    }
+    for (uint32_t i = first_changed; i < n; i++) {
+        ts->cache[i].code = sc[n - 1 - i].code;
+        ts->cache[i].lasti = sc[n - 1 - i].lasti;
     }
     ts->cache_depth = n;
     ts->cache_base = base;
 
     /* Pass 3: intern the changed suffix. */
     callsite_t node = first_changed ? ts->cache[first_changed - 1].node : base;
-    for (i = first_changed; i < n; i++) {
+    for (uint32_t i = first_changed; i < n; i++) {
         frame_cache_entry_t *e = &ts->cache[i];
         PyCodeObject *code = (PyCodeObject *)e->code;
         uintptr_t fp = fingerprint(code);

@@ -14,13 +14,28 @@
 #include "prim.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 
 __thread int _fil_tl_guard __attribute__((tls_model("initial-exec")));
 static __thread fil_thread_t *tl_thread __attribute__((tls_model("initial-exec")));
 volatile int _fil_tracking;
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+/* The tracking lock. Held for a few hundred nanoseconds at most (a hash table update and a stack
+   lookup), almost always uncontended because Python code holds the GIL too: a test-and-test-and-set
+   spinlock costs one atomic exchange to take and one release store to drop, about half a
+   pthread mutex. A waiter spins briefly, then yields its core: on a 2-core machine the holder may
+   be descheduled, and spinning would only delay it. */
+static atomic_int lock;
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
 static alloc_table_t heap;
 static range_table_t maps;
 static peak_t peak;
@@ -29,8 +44,17 @@ static pthread_key_t thread_key;
 static int thread_key_ready;
 static fil_stack_fn stack_fn;
 
-void _fil_lock(void) { pthread_mutex_lock(&lock); }
-void _fil_unlock(void) { pthread_mutex_unlock(&lock); }
+void _fil_lock(void) {
+    for (;;) {
+        if (!atomic_exchange_explicit(&lock, 1, memory_order_acquire)) return;
+        for (int spins = 0; atomic_load_explicit(&lock, memory_order_relaxed); spins++) {
+            if (spins < 64) cpu_relax();
+            else sched_yield();
+        }
+    }
+}
+
+void _fil_unlock(void) { atomic_store_explicit(&lock, 0, memory_order_release); }
 
 void _fil_set_stack_provider(fil_stack_fn fn) { stack_fn = fn; }
 
@@ -217,10 +241,10 @@ int _fil_track_dump(const char *path, int current, uint64_t *total) {
 /* fork(): the child gets one thread; a lock held by another thread at fork time would never be
    released, so the lock is taken around fork. The child does not record: its report would be
    mistaken for the parent's, and following children is not a feature yet. */
-static void atfork_prepare(void) { _fil_tl_guard++; pthread_mutex_lock(&lock); }
-static void atfork_parent(void) { pthread_mutex_unlock(&lock); _fil_tl_guard--; }
+static void atfork_prepare(void) { _fil_tl_guard++; _fil_lock(); }
+static void atfork_parent(void) { _fil_unlock(); _fil_tl_guard--; }
 static void atfork_child(void) {
-    pthread_mutex_init(&lock, NULL);
+    _fil_unlock();
     _fil_tracking = 0;
     _fil_tl_guard--;
 }
