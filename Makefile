@@ -27,7 +27,7 @@ endif
 
 # Sources that know nothing about Python: linked into unit tests and the library alike.
 CORE_SRCS = src/arena.c src/alloc_table.c src/range_table.c src/callsite.c src/peak.c src/outbuf.c src/prof_write.c \
-            src/prim_linux.c src/track.c
+            src/prim_linux.c src/track.c src/oom.c
 # The renderer: collapsed stacks in, SVG/HTML out. No Python, no malloc.
 RENDER_SRCS = src/render_tree.c src/render_svg.c src/render_html.c src/escape.c
 # Only in the shared library: the libc interposition and the Python side.
@@ -59,3 +59,28 @@ test-c: $(C_TESTS)
 
 clean:
 	rm -rf $(BUILD)
+
+# ---- Stress and sanitizer runs (tests/stress/stress.c; see its header) ----
+# `make stress` builds and runs the engine-level stress: 16 threads calling the engine API
+# directly, with the full operation count (STRESS_OPS per thread). `make test-c` runs it too,
+# with TEST_STRESS_OPS. Sanitizer variants need their own BUILD directory, e.g.
+#   make test-c SANITIZE=address,undefined BUILD=build-asan
+#   make test-c SANITIZE=thread BUILD=build-tsan
+STRESS_OPS ?= 1000000
+TEST_STRESS_OPS ?= 100000
+STRESS_THREADS ?= 16
+STRESS_BIN = $(BUILD)/tests/stress
+# Sanitizers report and fail on the first finding: a clean run is the assertion.
+SAN_ENV = ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+          TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+$(C_TESTS): tests/c/rng.h
+$(STRESS_BIN): tests/stress/stress.c tests/c/rng.h $(CORE_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -DFIL_STRESS_ENGINE $< $(CORE_OBJS) -o $@ $(LDFLAGS_SAN) -lpthread -lm
+
+.PHONY: stress test-stress
+stress: $(STRESS_BIN)
+	$(SAN_ENV) $(STRESS_BIN) $(STRESS_OPS) $(STRESS_THREADS)
+test-stress: $(STRESS_BIN)
+	$(SAN_ENV) $(STRESS_BIN) $(TEST_STRESS_OPS) $(STRESS_THREADS)
+test-c: test-stress

@@ -1,7 +1,7 @@
 """The `fil-profile` command line (also `python -m filprofiler`).
 
-    fil-profile [-o DIR] [--no-browser] [--disable-oom-detection] [--limit-thread-pools]
-                run (SCRIPT | -m MODULE) [ARGS...]
+    fil-profile [-o DIR] [--no-browser] [--disable-oom-detection] [--oom-threshold MIB]
+                [--limit-thread-pools] run (SCRIPT | -m MODULE) [ARGS...]
     fil-profile python [ARGS...]
     fil-profile render FILE.prof [-o DIR] [--no-browser]
     fil-profile install-kernel [--user | --sys-prefix]
@@ -58,6 +58,9 @@ def top_parser():
     p.add_argument("--disable-oom-detection", action="store_true",
                    help="do not stop the program when available memory runs low "
                         "(a failing allocation still writes an out-of-memory report)")
+    p.add_argument("--oom-threshold", metavar="MIB", type=int, default=None,
+                   help="stop the program with an out-of-memory report when less than MIB "
+                        "MiB remain available (default: 1%% of the limit, 64-512 MiB)")
     p.add_argument("--limit-thread-pools", action="store_true",
                    help="run BLAS, OpenMP, numexpr and BLOSC thread pools with one thread")
     return p
@@ -70,7 +73,7 @@ def split_argv(argv):
         a = argv[i]
         if a in SUBCOMMANDS:
             return argv[:i], a, argv[i + 1:]
-        if a in ("-o", "--output"):
+        if a in ("-o", "--output", "--oom-threshold"):
             i += 2
             continue
         if not a.startswith("-"):
@@ -131,6 +134,10 @@ def cmd_run(opts, rest):
     env = _env.preload_environment()
     if opts.disable_oom_detection:
         env["FIL_DISABLE_OOM_DETECTION"] = "1"
+    if opts.oom_threshold is not None:
+        if opts.oom_threshold < 1:
+            error("--oom-threshold needs a positive number of MiB")
+        env["FIL_OOM_THRESHOLD_MIB"] = str(opts.oom_threshold)
     runner = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_run.py")
     config = [opts.output, "0" if opts.no_browser else "1",
               "1" if opts.limit_thread_pools else "0", mode, target]

@@ -13,6 +13,17 @@ PREFIX = "=fil-profile= "
 MIB = 1024 * 1024
 
 
+# Frames not shown in reports: the import machinery between an `import` line and the imported
+# module's own lines, and runpy's frames between the launcher and `run -m`'s module.
+IMPORTLIB_FILES = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
+
+
+def hidden_files():
+    import runpy
+
+    return [os.path.abspath(runpy.__file__), *IMPORTLIB_FILES]
+
+
 def _core():
     from . import _filpreload
 
@@ -88,6 +99,8 @@ def write_peak_report(base, command_line, label="Peak tracked memory"):
 def print_summary(label, total, prof, index):
     out = [PREFIX + "%s: %s" % (label, mib(total)),
            PREFIX + "Report: " + index]
+    own = _core().stats()[2]
+    out.append(PREFIX + "Profiler's own memory: %s" % mib(own))
     top = top_callsites(prof)
     if top:
         out.append(PREFIX + "Biggest call sites:")

@@ -49,6 +49,22 @@ def _at_exit(out_dir, open_browser, command_line):
         os.kill(os.getpid(), signal.SIGINT)
 
 
+def _install_sigusr2(out_dir, command_line):
+    """SIGUSR2 writes the peak so far into a new run directory; the program keeps running.
+
+    A Python-level handler runs in the main thread between bytecodes, where taking the
+    tracking lock is safe. Installed only over the default action, before the program runs: an
+    inherited SIG_IGN is respected, and a program that sets its own handler replaces this one.
+    """
+    if not hasattr(signal, "SIGUSR2") or signal.getsignal(signal.SIGUSR2) != signal.SIG_DFL:
+        return
+
+    def on_sigusr2(signum, frame):
+        _report.write_peak_report(out_dir, command_line, label="Peak tracked memory so far")
+
+    signal.signal(signal.SIGUSR2, on_sigusr2)
+
+
 def _strip_own_frames(tb):
     import runpy
 
@@ -124,12 +140,13 @@ def main():
         from filprofiler import _threadpools
 
         _threadpools.limit_for_process()
-    atexit.register(_at_exit, out_dir, open_browser == "1", _command_line(mode, target, args))
-    import runpy
-
-    hidden = [os.path.abspath(runpy.__file__)]
+    command_line = _command_line(mode, target, args)
+    atexit.register(_at_exit, out_dir, open_browser == "1", command_line)
+    # Out of memory, the core writes the report itself (no Python then): tell it where.
+    _filpreload.oom_configure(os.path.abspath(out_dir), command_line)
+    _install_sigusr2(out_dir, command_line)
     try:
-        _execute(mode, target, args, hidden)
+        _execute(mode, target, args, _report.hidden_files())
     except SystemExit:
         raise
     except BaseException as e:  # report as plain python would, without our frames

@@ -163,6 +163,9 @@ void _fil_track_reset(void);
 void _fil_track_stats(uint64_t *live, uint64_t *peak);
 /* Write the peak (or current, when current != 0) allocations as collapsed stacks. */
 int _fil_track_dump(const char *path, int current, uint64_t *total);
+/* oom.c: charge a request that failed (bytes) to the calling thread's stack, under a synthetic
+   "[failed allocation]" frame, so the out-of-memory report names the line that asked. */
+void _fil_track_add_failed(uint64_t bytes);
 /* Reports lost bookkeeping once on stderr (table memory refused by the OS). */
 void _fil_warn_once(const char *msg);
 

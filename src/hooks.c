@@ -16,6 +16,7 @@
  * thread in between can never be confused with the old block.
  */
 #include "fil_internal.h"
+#include "oom.h"
 #include "prim.h"
 
 #include <dlfcn.h>
@@ -42,6 +43,8 @@ static inline void *tracked(void *p, size_t size) {
         _fil_tl_guard++;
         _fil_track_alloc(p, size);
         _fil_tl_guard--;
+    } else if (FIL_UNLIKELY(!p) && active()) {
+        _fil_oom_on_failure(size);   /* out of memory: report and exit (oom.c) */
     }
     return p;
 }
@@ -60,6 +63,8 @@ FIL_EXPORT void *malloc(size_t size) { return tracked(__libc_malloc(size), size)
 
 FIL_EXPORT void *calloc(size_t n, size_t size) {
     void *p = __libc_calloc(n, size);
+    size_t total;
+    if (!p && __builtin_mul_overflow(n, size, &total)) return p;   /* a bad request, not OOM */
     return tracked(p, n * size);   /* calloc checked the overflow before succeeding */
 }
 
@@ -78,6 +83,7 @@ static void *realloc_tracked(void *old, size_t size) {
     void *p = __libc_realloc(old, size);
     if (p) _fil_track_alloc(p, size);
     else if (had_old && size != 0) _fil_track_put(old, old_size, old_cs);  /* failed: old lives on */
+    if (FIL_UNLIKELY(!p) && size != 0) _fil_oom_on_failure(size);
     _fil_tl_guard--;
     return p;
 }
@@ -96,7 +102,10 @@ FIL_EXPORT void *reallocarray(void *old, size_t n, size_t size) {
 FIL_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
     if (align < sizeof(void *) || (align & (align - 1)) != 0) return EINVAL;
     void *p = __libc_memalign(align, size);
-    if (!p) return ENOMEM;
+    if (!p) {
+        if (active()) _fil_oom_on_failure(size);
+        return ENOMEM;
+    }
     *out = tracked(p, size);
     return 0;
 }
@@ -130,6 +139,10 @@ FIL_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t
     if ((flags & MAP_FIXED) && addr) _fil_track_munmap(addr, page_round(len));
     void *p = prim_sys_mmap(addr, len, prot, flags, fd, off);
     if (p != MAP_FAILED && (flags & MAP_ANONYMOUS)) _fil_track_mmap(p, page_round(len));
+    /* Out of memory; a PROT_NONE reservation failing is address-space probing, not memory. */
+    if (FIL_UNLIKELY(p == MAP_FAILED) && errno == ENOMEM && (flags & MAP_ANONYMOUS) &&
+        prot != PROT_NONE)
+        _fil_oom_on_failure(len);
     _fil_tl_guard--;
     return p;
 }
@@ -160,6 +173,8 @@ FIL_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ..
     void *p = prim_sys_mremap(old, old_len, new_len, flags, new_addr);
     if (p != MAP_FAILED) _fil_track_mmap(p, page_round(new_len));
     else _fil_track_mmap(old, page_round(old_len));   /* unchanged: back on the books */
+    if (FIL_UNLIKELY(p == MAP_FAILED) && errno == ENOMEM && new_len > old_len)
+        _fil_oom_on_failure(new_len);
     _fil_tl_guard--;
     return p;
 }
@@ -263,6 +278,7 @@ static void *cxx_new_aligned_failed(const char *name, size_t size, size_t align)
 static void *cxx_new(size_t size, const char *name) {
     void *p = __libc_malloc(size ? size : 1);
     if (FIL_UNLIKELY(!p)) {
+        if (active()) _fil_oom_on_failure(size);
         p = cxx_new_failed(name, size);
         if (!p) return NULL;
     }
@@ -272,6 +288,7 @@ static void *cxx_new(size_t size, const char *name) {
 static void *cxx_new_aligned(size_t size, size_t align, const char *name) {
     void *p = __libc_memalign(align, size ? size : 1);
     if (FIL_UNLIKELY(!p)) {
+        if (active()) _fil_oom_on_failure(size);
         p = cxx_new_aligned_failed(name, size, align);
         if (!p) return NULL;
     }

@@ -12,6 +12,7 @@
 #include <Python.h>
 
 #include "fil_internal.h"
+#include "oom.h"
 #include "prim.h"
 #include "pystack.h"
 
@@ -27,6 +28,7 @@ static void *w_malloc(void *ctx, size_t size) {
     _fil_tl_guard++;
     void *p = a->malloc(a->ctx, size);
     if (p) _fil_track_alloc(p, size);
+    else _fil_oom_on_failure(size);   /* out of memory: report and exit (oom.c) */
     _fil_tl_guard--;
     return p;
 }
@@ -36,7 +38,9 @@ static void *w_calloc(void *ctx, size_t n, size_t size) {
     if (!active()) return a->calloc(a->ctx, n, size);
     _fil_tl_guard++;
     void *p = a->calloc(a->ctx, n, size);
+    size_t total;
     if (p) _fil_track_alloc(p, n * size);
+    else if (!__builtin_mul_overflow(n, size, &total)) _fil_oom_on_failure(total);
     _fil_tl_guard--;
     return p;
 }
@@ -51,6 +55,7 @@ static void *w_realloc(void *ctx, void *old, size_t size) {
     void *p = a->realloc(a->ctx, old, size);
     if (p) _fil_track_alloc(p, size);
     else if (had_old) _fil_track_put(old, old_size, old_cs);
+    if (!p) _fil_oom_on_failure(size);
     _fil_tl_guard--;
     return p;
 }

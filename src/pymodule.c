@@ -6,6 +6,7 @@
 #include <Python.h>
 
 #include "fil_internal.h"
+#include "oom.h"
 #include "prim.h"
 #include "pystack.h"
 #include "render.h"
@@ -63,6 +64,7 @@ static PyObject *py_start(PyObject *self, PyObject *args) {
     _fil_tl_guard++;
     _fil_pystack_install(cut);
     _fil_track_reset();
+    _fil_oom_start();
     _fil_tracking = 1;
     _fil_tl_guard--;
     Py_RETURN_NONE;
@@ -108,6 +110,19 @@ static PyObject *py_stats(PyObject *self, PyObject *unused) {
                          (unsigned long long)prim_pages_in_use());
 }
 
+/* oom_configure(out_dir, command_line=None): where an out-of-memory report goes (oom.c). */
+static PyObject *py_oom_configure(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *dir;
+    const char *cmdline = NULL;
+    if (!PyArg_ParseTuple(args, "O&|z", PyUnicode_FSConverter, &dir, &cmdline)) return NULL;
+    _fil_tl_guard++;
+    _fil_oom_configure(PyBytes_AS_STRING(dir), cmdline);
+    _fil_tl_guard--;
+    Py_DECREF(dir);
+    Py_RETURN_NONE;
+}
+
 /* render(prof_path, out_dir, prefix, kind ("peak"|"oom"), command_line, note) */
 static PyObject *py_render(PyObject *self, PyObject *args) {
     (void)self;
@@ -146,6 +161,8 @@ static PyMethodDef methods[] = {
     {"stop", py_stop, METH_NOARGS, "Stop tracking."},
     {"dump", py_dump, METH_VARARGS, "dump(path, current=False) -> total bytes written."},
     {"stats", py_stats, METH_NOARGS, "(live bytes, peak bytes, profiler's own bytes)"},
+    {"oom_configure", py_oom_configure, METH_VARARGS,
+     "oom_configure(out_dir, command_line=None): where out-of-memory reports go."},
     {"render", py_render, METH_VARARGS, "render(prof, out_dir, prefix, kind, cmdline, note)"},
     {NULL, NULL, 0, NULL},
 };

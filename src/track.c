@@ -11,6 +11,7 @@
  * either records an allocation or not, and a free of an unrecorded pointer is a no-op.
  */
 #include "fil_internal.h"
+#include "oom.h"
 #include "prim.h"
 
 #include <pthread.h>
@@ -161,7 +162,10 @@ static void remove_locked(void *p) {
 void _fil_track_alloc(void *p, size_t size) {
     _fil_lock();
     add_locked(p, size, current_callsite_locked());
+    /* oom.c's early check: one subtraction and compare here, the /proc reads only rarely. */
+    int oom_due = (_fil_oom_countdown -= (int64_t)size) < 0;
     _fil_unlock();
+    if (FIL_UNLIKELY(oom_due)) _fil_oom_poll();
 }
 
 void _fil_track_free(void *p) {
@@ -193,7 +197,9 @@ void _fil_track_mmap(void *p, size_t len) {
         else
             _fil_warn_once("out of memory for the profiler's tables; a mapping is not tracked");
     }
+    int oom_due = (_fil_oom_countdown -= (int64_t)len) < 0;
     _fil_unlock();
+    if (FIL_UNLIKELY(oom_due)) _fil_oom_poll();
 }
 
 void _fil_track_munmap(void *p, size_t len) {
@@ -209,6 +215,16 @@ void _fil_track_mremap(void *old, size_t old_len, void *p, size_t new_len) {
     if (ensure_peak_slot(cs) == 0 &&
         _fil_range_add(&maps, (uintptr_t)p, new_len, cs, on_range_removed, NULL) == 0)
         _fil_peak_add(&peak, cs, new_len);
+    _fil_unlock();
+}
+
+void _fil_track_add_failed(uint64_t bytes) {
+    static const char name[] = "[failed allocation]";
+    _fil_lock();
+    callsite_t cs = current_callsite_locked();
+    callsite_t leaf = _fil_callsite_child(cs, "", 0, name, sizeof name - 1, 0);
+    if (leaf == CALLSITE_MAX) leaf = cs;   /* no memory for one more node: the line itself */
+    if (ensure_peak_slot(leaf) == 0) _fil_peak_add(&peak, leaf, bytes);
     _fil_unlock();
 }
 

@@ -12,8 +12,8 @@ from .envs import BENCH_DIR, TOOLS
 
 WORKLOADS_DIR = os.path.join(BENCH_DIR, "workloads")
 
-# How our renderer is invoked: fil-profile render FILE.prof -o DIR. Fil and memray have no such command.
-RENDER_ARGS = ["render", "{prof}", "-o", "{out}"]
+# How our renderer is invoked: fil-profile render FILE.prof -o DIR --no-browser. Fil and memray have no such command.
+RENDER_ARGS = ["render", "{prof}", "-o", "{out}", "--no-browser"]
 
 
 @dataclass(frozen=True)

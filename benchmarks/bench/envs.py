@@ -116,7 +116,7 @@ def _versions(env):
         "print(json.dumps(out))\n"
     )
     try:
-        done = subprocess.run([env.python, "-c", code], capture_output=True, text=True, timeout=120)
+        done = subprocess.run([env.python, "-I", "-c", code], cwd=env.path, capture_output=True, text=True, timeout=120)
         return json.loads(done.stdout)
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return {}

@@ -118,6 +118,14 @@ def total(prof):
     return sum(prof.values())
 
 
+def total_except(prof, *specs):
+    """Bytes of the stacks that contain no frame matching any of `specs`: the total without,
+    say, the line importing numpy (whose BLAS library maps tens of MiB of buffers)."""
+    matchers = [frame_matcher(s) for s in specs]
+    return sum(n for stack, n in prof.items()
+               if not any(m(f) for m in matchers for f in stack))
+
+
 def assert_close(actual, expected, rel=0.05, what=""):
     """actual within rel (5% by default) of expected, with a readable message."""
     assert abs(actual - expected) <= rel * expected, (

@@ -1,0 +1,286 @@
+"""End-to-end: the peak is the true high-water mark, and its bytes sit at the right stacks.
+
+numpy arrays in nested functions (full stack, every line), a later larger total that was never
+alive at one time, a peak reached thousands of times, Python threads alive at the peak,
+generators and coroutines, threads that run on after the main thread ends, and memory that
+has no Python context at all.
+"""
+import re
+import textwrap
+
+from conftest import (MiB, NO_PYTHON, assert_close, bytes_at, bytes_under,
+                      bytes_with_sequence, compile_c, describe, line_of, total, total_except)
+
+
+def lines(script):
+    return lambda marker: "script.py:%d" % line_of(script, marker)
+
+
+def test_numpy_arrays_in_nested_functions(run_fil):
+    script = textwrap.dedent("""\
+        import numpy as np  # @import
+        MB = 1 << 20
+        def inner(n):
+            return np.ones(n, dtype=np.uint8)  # @inner_ones
+        def middle():
+            a = inner(30 * MB)  # @middle_calls_inner
+            z = np.zeros((1024, 1024, 3))  # @middle_zeros
+            return a, z
+        def outer():
+            kept = middle()  # @outer_calls_middle
+            doubled = kept[0].astype(np.uint16)  # @outer_astype
+            return kept, doubled
+        result = outer()  # @module_calls_outer
+        """)
+    proc, report, prof = run_fil(script)
+    L = lines(script)
+    top, mid = "%s (<module>)" % L("module_calls_outer"), "%s (outer)" % L("outer_calls_middle")
+    assert_close(bytes_under(prof, top, mid, "%s (middle)" % L("middle_calls_inner"),
+                             "%s (inner)" % L("inner_ones")), 30 * MiB,
+                 what="np.ones\n" + describe(prof))
+    assert_close(bytes_under(prof, top, mid, "%s (middle)" % L("middle_zeros")), 24 * MiB,
+                 what="np.zeros\n" + describe(prof))
+    assert_close(bytes_under(prof, top, "%s (outer)" % L("outer_astype")), 60 * MiB,
+                 what="astype\n" + describe(prof))
+    assert_close(total_except(prof, L("import")), 114 * MiB, what="total\n" + describe(prof))
+
+
+def test_earlier_true_peak_beats_later_larger_total(run_fil):
+    """150 MiB alive at once early on; later 21 x 60 MiB and 90+50 MiB are allocated, far more in
+    total, but never more than 140 MiB at one time: the report is the early moment."""
+    script = textwrap.dedent("""\
+        import numpy as np  # @import
+        MB = 1 << 20
+        def alloc(n):
+            return np.empty(n, dtype=np.uint8)
+        a = alloc(100 * MB)  # @a
+        b = alloc(50 * MB)  # @b
+        del a, b
+        for i in range(20):
+            c = alloc(60 * MB)  # @c
+            del c
+        d = alloc(60 * MB)  # @d
+        del d
+        x = alloc(90 * MB)  # @x
+        y = alloc(50 * MB)  # @y
+        """)
+    proc, report, prof = run_fil(script)
+    L = lines(script)
+    assert_close(bytes_at(prof, L("a")), 100 * MiB, what="a\n" + describe(prof))
+    assert_close(bytes_at(prof, L("b")), 50 * MiB, what="b\n" + describe(prof))
+    for later in ("c", "d", "x", "y"):
+        assert bytes_at(prof, L(later)) < 64 * 1024, "%s in the report\n%s" % (later,
+                                                                             describe(prof))
+    assert_close(total_except(prof, L("import")), 150 * MiB, what="total\n" + describe(prof))
+    # The terminal summary states the same peak as the report.
+    summary = proc.stderr.decode()
+    m = re.search(r"=fil-profile= Peak tracked memory: ([0-9.]+) MiB", summary)
+    assert m, summary
+    assert abs(float(m.group(1)) * MiB - total(prof)) <= 0.1 * MiB, summary
+
+
+def test_peak_reached_thousands_of_times(run_fil):
+    """Grow, free a little, grow again, 4000 times: each step is a new peak, and the report
+    holds exactly what was alive after the last one (the script prints that amount)."""
+    script = textwrap.dedent("""\
+        import numpy as np
+        live = []
+        live_bytes = 0
+        for i in range(4000):
+            if i % 4 == 3:
+                gone = live.pop(len(live) // 2)
+                live_bytes -= gone.nbytes
+                del gone
+            block = np.empty(16384 + (i % 7) * 1024, dtype=np.uint8)  # @grow
+            live.append(block)
+            live_bytes += block.nbytes
+        del block
+        print(live_bytes)
+        """)
+    proc, report, prof = run_fil(script)
+    expected = int(proc.stdout)
+    assert expected > 40 * MiB
+    # Each block also has a numpy object header of ~100 bytes, well inside 5%.
+    assert_close(bytes_at(prof, lines(script)("grow")), expected, what=describe(prof))
+
+
+THREADS_SCRIPT = """\
+import threading
+import numpy as np  # @import
+MB = 1 << 20
+ready = threading.Barrier(4)
+release = threading.Event()
+def hold_a():
+    x = np.empty(20 * MB, dtype=np.uint8)  # @thread_a
+    ready.wait()
+    release.wait()
+def nested_b():
+    return np.empty(30 * MB, dtype=np.uint8)  # @thread_b_inner
+def hold_b():
+    x = nested_b()  # @thread_b
+    ready.wait()
+    release.wait()
+class Holder(threading.Thread):
+    def run(self):
+        x = np.empty(25 * MB, dtype=np.uint8)  # @thread_c
+        ready.wait()
+        release.wait()
+threads = [threading.Thread(target=hold_a), threading.Thread(target=hold_b), Holder()]
+for t in threads:
+    t.start()
+ready.wait()
+main_part = np.empty(5 * MB, dtype=np.uint8)  # @main
+release.set()
+for t in threads:
+    t.join()
+"""
+
+
+def test_python_threads_alive_at_the_peak(run_fil):
+    proc, report, prof = run_fil(THREADS_SCRIPT)
+    L = lines(THREADS_SCRIPT)
+    assert_close(bytes_at(prof, L("thread_a") + " (hold_a)"), 20 * MiB,
+                 what="hold_a\n" + describe(prof))
+    assert_close(bytes_with_sequence(prof, L("thread_b") + " (hold_b)",
+                                     L("thread_b_inner") + " (nested_b)"), 30 * MiB,
+                 what="hold_b\n" + describe(prof))
+    assert_close(bytes_at(prof, L("thread_c") + " (Holder.run)"), 25 * MiB,
+                 what="Holder.run\n" + describe(prof))
+    assert_close(bytes_under(prof, L("main") + " (<module>)"), 5 * MiB)
+    # A thread's memory is on its own stack, never on the main thread's.
+    for stack, n in prof.items():
+        funcs = {f.func for f in stack}
+        if funcs & {"hold_a", "hold_b", "Holder.run"}:
+            assert not stack[0].file.endswith("script.py"), stack
+            assert stack[0].file.endswith("threading.py"), stack
+    assert_close(total_except(prof, L("import")), 80 * MiB, what="total\n" + describe(prof))
+
+
+def test_generators_and_coroutines(run_fil):
+    script = textwrap.dedent("""\
+        import asyncio
+        import numpy as np
+        MB = 1 << 20
+        def chunks():
+            for i in range(3):
+                yield np.empty((i + 1) * 10 * MB, dtype=np.uint8)  # @gen_yield
+        def consume():
+            return list(chunks())  # @gen_consume
+        async def produce(n):
+            await asyncio.sleep(0)
+            return np.empty(n, dtype=np.uint8)  # @coro_alloc
+        async def main():
+            first = await produce(7 * MB)  # @coro_await
+            more = await asyncio.gather(produce(9 * MB), produce(9 * MB))  # @coro_gather
+            return [first] + more
+        from_gen = consume()  # @module_gen
+        from_coro = asyncio.run(main())  # @module_coro
+        """)
+    proc, report, prof = run_fil(script)
+    L = lines(script)
+    assert_close(bytes_under(prof, L("module_gen") + " (<module>)", L("gen_consume") + " (consume)",
+                             L("gen_yield") + " (chunks)"), 60 * MiB,
+                 what="generator\n" + describe(prof))
+    # A coroutine resumed by the event loop: the stack goes through asyncio's frames, then the
+    # awaiting coroutine and the awaited one.
+    assert_close(bytes_with_sequence(prof, L("coro_await") + " (main)",
+                                     L("coro_alloc") + " (produce)"), 7 * MiB,
+                 what="await\n" + describe(prof))
+    assert_close(bytes_at(prof, L("coro_alloc") + " (produce)"), 25 * MiB,
+                 what="gathered\n" + describe(prof))
+    # Every coroutine allocation is under the asyncio.run line of the script.
+    assert_close(bytes_under(prof, L("module_coro") + " (<module>)"), 25 * MiB, rel=0.05,
+                 what="asyncio.run\n" + describe(prof))
+
+
+def test_non_daemon_thread_running_after_main_ends(run_fil):
+    """The main module finishes while a non-daemon thread is still working; the thread
+    allocates after that, and the report (written at exit) has its memory."""
+    script = textwrap.dedent("""\
+        import threading
+        import numpy as np
+        main_done = threading.Event()
+        kept = []
+        def late():
+            main_done.wait()
+            for _ in range(3):
+                kept.append(np.empty(15 << 20, dtype=np.uint8))  # @late
+            print("thread done", flush=True)
+        threading.Thread(target=late).start()
+        early = np.empty(10 << 20, dtype=np.uint8)  # @early
+        print("main done", flush=True)
+        main_done.set()
+        """)
+    proc, report, prof = run_fil(script)
+    assert proc.stdout == b"main done\nthread done\n"
+    assert prof is not None
+    L = lines(script)
+    assert_close(bytes_at(prof, L("late") + " (late)"), 45 * MiB, what=describe(prof))
+    assert_close(bytes_at(prof, L("early")), 10 * MiB, what=describe(prof))
+
+
+def test_every_stack_starts_at_the_scripts_module(run_fil):
+    """No launcher frames (runpy, filprofiler/_run.py): each main-thread stack starts at the
+    user's `<module>`, imports included."""
+    script = textwrap.dedent("""\
+        import json, decimal
+        import numpy as np
+        data = json.dumps({str(i): i for i in range(10000)})
+        arr = np.ones(1 << 20)
+        """)
+    proc, report, prof = run_fil(script)
+    roots = {stack[0] for stack in prof}
+    for root in roots:
+        assert root.func == NO_PYTHON or (root.file.endswith("/script.py")
+                                          and root.func == "<module>"), root
+    for stack in prof:
+        for f in stack:
+            assert "filprofiler" not in f.file and "runpy" not in f.file, stack
+
+
+NO_PYTHON_LIB = r"""
+/* Preloaded (LD_PRELOAD) by the test: its constructor starts a thread before Python and the
+   profiler's tracking exist. The thread polls `nopy_request` for a size, allocates it (and keeps
+   it), then sets `nopy_done`. The script writes and reads the two variables through ctypes,
+   which is plain memory access: it never releases the GIL, so at the moment of the allocation
+   no Python thread is waiting in native code that the thread could be charged to. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+_Atomic size_t nopy_request;
+_Atomic int nopy_done;
+static void *serve(void *unused) {
+    (void)unused;
+    size_t n;
+    while ((n = atomic_load(&nopy_request)) == 0) usleep(1000);
+    volatile char *p = malloc(n);
+    if (p) p[0] = 1;
+    atomic_store(&nopy_done, p ? 1 : -1);
+    return NULL;
+}
+__attribute__((constructor)) static void start(void) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, serve, NULL) == 0) pthread_detach(t);
+}
+"""
+
+
+def test_memory_without_python_context(run_fil, tmp_path):
+    """A native thread that existed before tracking started has no Python stack and no creator
+    stack: what it allocates is reported as `[No Python stack]`."""
+    lib = compile_c(tmp_path, NO_PYTHON_LIB)
+    script = textwrap.dedent("""\
+        import ctypes
+        me = ctypes.CDLL(None)
+        request = ctypes.c_size_t.in_dll(me, "nopy_request")
+        done = ctypes.c_int.in_dll(me, "nopy_done")
+        request.value = 33 << 20
+        while done.value == 0:  # holds the GIL: no Python thread is waiting in native code
+            pass
+        assert done.value == 1
+        with_python = bytearray(3 << 20)  # @python
+        """)
+    proc, report, prof = run_fil(script, env={"LD_PRELOAD": lib})
+    assert_close(bytes_at(prof, NO_PYTHON), 33 * MiB, what=describe(prof))
+    assert_close(bytes_at(prof, lines(script)("python")), 3 * MiB, what=describe(prof))
