@@ -5,12 +5,15 @@ another's runs: `plain` has python + numpy + pandas, and `ours`, `fil`, `memray`
 fails to install is reported as unavailable with the reason, never raised: the table then says so.
 
 The cache is keyed by a stamp file holding what was installed. `ours` is this repository, which changes under our
-feet, so it is reinstalled whenever a fingerprint of its source tree (paths, sizes, mtimes) changes.
+feet, so it is reinstalled whenever a fingerprint of its source tree (paths, sizes, mtimes) changes. It is built from
+a copy of the tree in benchmarks/.build/ours-src, so that the install neither writes into nor races with the
+developer's own build/ directory.
 """
 
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +29,12 @@ TOOL_PACKAGE = {"plain": None, "ours": REPO_ROOT, "fil": "filprofiler", "memray"
 TOOL_DIST = {"plain": None, "ours": "filprofiler", "fil": "filprofiler", "memray": "memray"}
 # Directories of the repository that are not part of what `pip install` builds.
 SOURCE_SKIP = {"benchmarks", "tests", "examples", "build", "dist", "fil-result", "node_modules"}
+SOURCE_COPY = os.path.join(BENCH_DIR, ".build", "ours-src")
+
+
+def _skip_top(name):
+    """Top-level entries of the repository that `pip install` does not need (build-asan/ and the like included)."""
+    return name in SOURCE_SKIP or name.startswith(("build-", "build_"))
 
 PIP_TIMEOUT = 1800  # seconds; a source build of `ours` included
 
@@ -58,7 +67,7 @@ def source_fingerprint(root=REPO_ROOT):
             for d in dirnames
             if not d.startswith(".")
             and not d.endswith(".egg-info")
-            and not (rel_dir == "." and d in SOURCE_SKIP)
+            and not (rel_dir == "." and _skip_top(d))
             and d != "__pycache__"
         )
         for name in sorted(filenames):
@@ -71,6 +80,25 @@ def source_fingerprint(root=REPO_ROOT):
                 continue
             digest.update(f"{os.path.relpath(full, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()
+
+
+def copy_source(root=REPO_ROOT, dest=SOURCE_COPY):
+    """Copy the repository's buildable files (no VCS data, build output or benchmarks) to dest; returns dest."""
+    shutil.rmtree(dest, ignore_errors=True)
+
+    def ignore(dirpath, names):
+        top = os.path.abspath(dirpath) == os.path.abspath(root)
+        return {
+            n
+            for n in names
+            if n.startswith(".")
+            or n.endswith((".egg-info", ".pyc", ".o", ".so"))
+            or n == "__pycache__"
+            or (top and _skip_top(n) and n not in ("tests", "examples"))
+        }
+
+    shutil.copytree(root, dest, ignore=ignore, symlinks=True)
+    return dest
 
 
 def _pip(env, args, log):
@@ -152,7 +180,7 @@ def ensure(tool, python=sys.executable, say=print):
             say(f"[{tool}] installing {package}")
             args = ["install", "-q", package]
             if tool == "ours":
-                args = ["install", "-q", "--force-reinstall", "--no-deps", package]
+                args = ["install", "-q", "--force-reinstall", "--no-deps", copy_source()]
             if _pip(env, args, log) != 0:
                 stamp.pop("tool", None)
                 _write_stamp(stamp_path, stamp)

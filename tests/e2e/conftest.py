@@ -31,8 +31,10 @@ _FRAME_RE = re.compile(r"^(?P<file>.*):(?P<line>\d+) \((?P<func>.*)\)$")
 
 def parse_frame(text):
     """Frame from `FILE:LINE (FUNC)`; the `[No Python stack]` root becomes Frame(it, 0, it)."""
-    if text == NO_PYTHON:
-        return Frame(NO_PYTHON, 0, NO_PYTHON)
+    if text == NO_PYTHON or (text.startswith("[") and text.endswith("]")):
+        # The profiler's own synthetic frames: [No Python stack], [stack truncated],
+        # [native thread: charged to the code that started it].
+        return Frame(text, 0, text)
     m = _FRAME_RE.match(text)
     if not m:
         raise AssertionError("malformed frame in report: %r" % text)

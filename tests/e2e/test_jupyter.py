@@ -266,9 +266,18 @@ def test_install_kernel_for_the_user_and_into_a_prefix(tmp_path, jupyter_env):
     listing = json.loads(jupyter(["kernelspec", "list", "--json"], env, tmp_path).stdout)
     assert os.path.realpath(listing["kernelspecs"][KERNEL]["resource_dir"]) == \
         os.path.realpath(installed[0])
+    # With the magic's options: its own output directory, and thread pools limited for the
+    # cell only.
     cells = execute_notebook(tmp_path, [
-        "%load_ext filprofiler",
-        "%%filprofile\nx = bytearray(20 * 1024 * 1024)",
+        "%load_ext filprofiler\nimport os",
+        """\
+        %%filprofile --limit-thread-pools -o custom-reports
+        x = bytearray(20 * 1024 * 1024)
+        print("during", os.environ.get("OMP_NUM_THREADS"))
+        """,
+        "print('after', os.environ.get('OMP_NUM_THREADS'))",
     ], env)
-    _, svg, peak_mib, _ = cell_report(cells[1], tmp_path)
+    _, svg, peak_mib, report_dir = cell_report(cells[1], tmp_path)
     assert "cell.py:2" in svg and 20 <= peak_mib < 24
+    assert os.path.dirname(report_dir) == os.path.join(str(tmp_path), "custom-reports")
+    assert stream(cells[1]) == "during 1\n" and stream(cells[2]) == "after None\n"

@@ -21,7 +21,9 @@
  * Usage of the engine program: stress [OPS_PER_THREAD [THREADS [SEED]]]
  * Exit status 0 when every check passed.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
