@@ -28,6 +28,7 @@ import ast
 import base64
 import html
 import os
+import shutil
 import sys
 
 from IPython.core import magic_arguments
@@ -164,7 +165,11 @@ class FilMagics(Magics):
                              "choose a writable one with `%%%%filprofile -o DIR`"
                              % (args.output, e.strerror or e))
         flags = getattr(shell.compile, "flags", 0)
-        body, value = _compile_cell(source, cell_path, flags)
+        try:
+            body, value = _compile_cell(source, cell_path, flags)
+        except SyntaxError:
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing ran: no report
+            raise
 
         command_line = magic_line + "\n" + cell
         failure = None

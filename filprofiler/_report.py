@@ -21,7 +21,9 @@ IMPORTLIB_FILES = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstra
 def hidden_files():
     import runpy
 
-    return [os.path.abspath(runpy.__file__), *IMPORTLIB_FILES]
+    # runpy is frozen in 3.11+: its frames' file is "<frozen runpy>", not runpy.__file__.
+    return [os.path.abspath(runpy.__file__), runpy.run_path.__code__.co_filename,
+            *IMPORTLIB_FILES]
 
 
 def _core():

@@ -95,15 +95,17 @@ def _execute(mode, target, args, hidden):
         import runpy
 
         sys.argv = [target] + args
+        sys.path.insert(0, os.getcwd())  # as `python -m`: the current directory comes first
         _filpreload.start(hidden, True)
         runpy._run_module_as_main(target, alter_argv=True)
     elif os.path.isdir(target) or not target.endswith((".py", ".pyw")) and _is_zip(target):
         import runpy
 
+        # As `python DIR_OR_ZIP`: its absolute path first on sys.path, then its __main__ module.
         sys.argv = [target] + args
-        sys.path.insert(0, target)
+        sys.path.insert(0, os.path.abspath(target))
         _filpreload.start(hidden, True)
-        runpy.run_path(target, run_name="__main__")
+        runpy._run_module_as_main("__main__", alter_argv=False)
     else:
         path = target if os.path.isabs(target) else os.path.join(os.getcwd(), target)
         with open(path, "rb") as f:

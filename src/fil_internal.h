@@ -155,8 +155,11 @@ void _fil_track_munmap(void *p, size_t len);
 void _fil_track_mremap(void *old, size_t old_len, void *p, size_t new_len);
 /* Current callsite of the calling thread (for pthread_create's inheritance). */
 callsite_t _fil_current_callsite(void);
+/* lock.c: the tracking lock (biased towards the thread that started tracking). */
 void _fil_lock(void);
 void _fil_unlock(void);
+void _fil_lock_set_owner(void);        /* the calling thread gets the fast path */
+void _fil_lock_after_fork_child(void); /* in the child, after fork() took the lock */
 /* Forget all live allocations and the peak; new allocations are tracked from now on. */
 void _fil_track_init_once(void);  /* atfork handlers; from the library constructor */
 void _fil_track_reset(void);

@@ -39,6 +39,12 @@ uint64_t prim_now_ns(void);
 
 size_t prim_page_size(void);
 
+/* Asymmetric memory barrier (lock.c). prim_membarrier_init() registers the process and returns
+   0 when prim_membarrier() is available; prim_membarrier() then makes every running thread of
+   the process execute a full memory barrier before it returns. */
+int prim_membarrier_init(void);
+void prim_membarrier(void);
+
 /* ---- memory figures, for oom.c's early out-of-memory detection ----
  * Each figure is how many more bytes the process may use before one limit is reached.
  * PRIM_NO_LIMIT in `limit` (and then in `available`) means there is no such limit or it could

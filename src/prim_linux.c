@@ -80,6 +80,20 @@ const char *prim_getenv(const char *name) {
     return NULL;
 }
 
+int prim_membarrier_init(void) {
+    static int state;   /* 0 unknown, 1 available, -1 not */
+    if (state == 0) {
+        /* MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED (16); Linux 4.14+. */
+        state = syscall(SYS_membarrier, 16, 0, 0) == 0 ? 1 : -1;
+    }
+    return state == 1 ? 0 : -1;
+}
+
+void prim_membarrier(void) {
+    /* MEMBARRIER_CMD_PRIVATE_EXPEDITED (8) */
+    syscall(SYS_membarrier, 8, 0, 0);
+}
+
 uint64_t prim_now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

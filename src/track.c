@@ -5,7 +5,7 @@
  * makes the peak exact: live_total is the sum over one total order of events, so the
  * high-water mark is the real maximum, not an estimate from per-thread counters.
  *
- * Lock ownership (the tracking lock, `lock` below) covers: `heap`, `maps`, `peak`, the callsite
+ * Lock ownership (the tracking lock, lock.c) covers: `heap`, `maps`, `peak`, the callsite
  * tables (callsite.c), the arena (arena.c) and `free_threads`. The guard and `tl_thread` are
  * per-thread. `_fil_tracking` is read without the lock: a hook that races with start/stop
  * either records an allocation or not, and a free of an unrecorded pointer is a no-op.
@@ -15,28 +15,12 @@
 #include "prim.h"
 
 #include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <string.h>
 
 __thread int _fil_tl_guard __attribute__((tls_model("initial-exec")));
 static __thread fil_thread_t *tl_thread __attribute__((tls_model("initial-exec")));
 volatile int _fil_tracking;
 
-/* The tracking lock. Held for a few hundred nanoseconds at most (a hash table update and a stack
-   lookup), almost always uncontended because Python code holds the GIL too: a test-and-test-and-set
-   spinlock costs one atomic exchange to take and one release store to drop, about half a
-   pthread mutex. A waiter spins briefly, then yields its core: on a 2-core machine the holder may
-   be descheduled, and spinning would only delay it. */
-static atomic_int lock;
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
-}
 static alloc_table_t heap;
 static range_table_t maps;
 static peak_t peak;
@@ -44,18 +28,6 @@ static fil_thread_t *free_threads;
 static pthread_key_t thread_key;
 static int thread_key_ready;
 static fil_stack_fn stack_fn;
-
-void _fil_lock(void) {
-    for (;;) {
-        if (!atomic_exchange_explicit(&lock, 1, memory_order_acquire)) return;
-        for (int spins = 0; atomic_load_explicit(&lock, memory_order_relaxed); spins++) {
-            if (spins < 64) cpu_relax();
-            else sched_yield();
-        }
-    }
-}
-
-void _fil_unlock(void) { atomic_store_explicit(&lock, 0, memory_order_release); }
 
 void _fil_set_stack_provider(fil_stack_fn fn) { stack_fn = fn; }
 
@@ -260,7 +232,7 @@ int _fil_track_dump(const char *path, int current, uint64_t *total) {
 static void atfork_prepare(void) { _fil_tl_guard++; _fil_lock(); }
 static void atfork_parent(void) { _fil_unlock(); _fil_tl_guard--; }
 static void atfork_child(void) {
-    _fil_unlock();
+    _fil_lock_after_fork_child();
     _fil_tracking = 0;
     _fil_tl_guard--;
 }

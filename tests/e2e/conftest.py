@@ -244,7 +244,8 @@ def compile_c(tmp_path, source, cxx=False, fortran=False, flags=()):
     with open(src, "w") as f:
         f.write(source)
     cmd = [compiler, *std, "-O1", "-g", "-fPIC", "-shared", "-pthread", src, "-o", lib, *flags]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    # In tmp_path: gfortran writes its .mod files into the working directory.
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(tmp_path))
     assert proc.returncode == 0, "compiling failed: %s\n%s" % (" ".join(cmd), proc.stderr)
     return lib
 

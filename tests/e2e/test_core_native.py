@@ -3,17 +3,23 @@
 The libraries are built into the test's tmp_path and loaded with ctypes; the bytes they allocate
 must be charged to the Python line that called into them, including from a pthread the C code
 starts (charged to the Python stack that created it) and after a C++ exception thrown by a
-failing `new` has unwound through the profiler's operator new.
+failing `new` has unwound through the profiler's operator new (possible only while not
+tracking: while tracking, a failed allocation is an out-of-memory exit, issue 4).
 """
+import os
+import subprocess
+import sys
 import textwrap
 
-from conftest import (MiB, assert_close, bytes_at, bytes_under, compile_c, describe, line_of,
-                      total)
+from conftest import (MiB, assert_close, bytes_at, bytes_under, clean_env, compile_c, describe,
+                      line_of, parse_prof, total)
 
 C_LIB = r"""
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void *c_malloc(size_t n) { return malloc(n); }
 void c_free(void *p) { free(p); }
@@ -24,6 +30,23 @@ static void *worker(void *arg) {
     j->out = malloc(j->n);
     return NULL;
 }
+/* A pthread that waits for `async_go`, allocates `n` bytes, keeps them and sets `async_done`:
+   the Python thread that started it is back in Python by then, not waiting in native code. */
+_Atomic int async_go, async_done;
+static void *async_worker(void *arg) {
+    size_t n = (size_t)arg;
+    while (!atomic_load(&async_go)) usleep(1000);
+    volatile char *p = malloc(n);
+    if (p) p[0] = 1;
+    atomic_store(&async_done, 1);
+    return NULL;
+}
+int c_thread_start(size_t n) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, async_worker, (void *)n) != 0) return -1;
+    return pthread_detach(t);
+}
+
 /* Starts a pthread that allocates n bytes and returns them (still alive) once it has ended. */
 void *c_thread_alloc(size_t n) {
     struct job j = { n, NULL };
@@ -103,13 +126,37 @@ def test_c_library_malloc_and_pthread_worker(run_fil, tmp_path):
     assert_close(total(prof), 76 * MiB, what="total\n" + describe(prof))
 
 
-def test_cxx_new_forms_and_bad_alloc_recovery(run_fil, tmp_path):
-    lib = compile_c(tmp_path, CXX_LIB, cxx=True)
+def test_c_pthread_charged_to_the_stack_that_created_it(run_fil, tmp_path):
+    """The native thread allocates while its creator is busy in Python (holding the GIL, not
+    waiting in native code): the memory goes to the Python stack that called pthread_create."""
+    lib = compile_c(tmp_path, C_LIB)
     script = LOADER + textwrap.dedent("""\
-        lib = load(sys.argv[1], cxx_new_blob=(c_void_p,), cxx_delete_blob=(None, c_void_p),
-                   cxx_new_array=(c_void_p, c_size_t), cxx_delete_array=(None, c_void_p),
-                   cxx_new_aligned=(c_void_p,), cxx_new_aligned_array=(c_void_p, c_size_t),
-                   cxx_new_nothrow=(c_void_p, c_size_t), cxx_huge_new_caught=(c_int, c_size_t))
+        lib = load(sys.argv[1], c_thread_start=(c_int, c_size_t))
+        go = ctypes.c_int.in_dll(lib, "async_go")
+        done = ctypes.c_int.in_dll(lib, "async_done")
+        def launch():
+            assert lib.c_thread_start(27 * MB) == 0  # @create
+        launch()  # @call
+        go.value = 1
+        while done.value == 0:  # plain memory reads: the GIL is never released here
+            pass
+        """)
+    proc, report, prof = run_fil(script, lib)
+    L = lambda m: "script.py:%d" % line_of(script, m)
+    assert_close(bytes_under(prof, L("call"), L("create")), 27 * MiB, what=describe(prof))
+
+
+CXX_SIGS = """\
+lib = load(sys.argv[1], cxx_new_blob=(c_void_p,), cxx_delete_blob=(None, c_void_p),
+           cxx_new_array=(c_void_p, c_size_t), cxx_delete_array=(None, c_void_p),
+           cxx_new_aligned=(c_void_p,), cxx_new_aligned_array=(c_void_p, c_size_t),
+           cxx_new_nothrow=(c_void_p, c_size_t), cxx_huge_new_caught=(c_int, c_size_t))
+"""
+
+
+def test_cxx_new_forms(run_fil, tmp_path):
+    lib = compile_c(tmp_path, CXX_LIB, cxx=True)
+    script = LOADER + CXX_SIGS + textwrap.dedent("""\
         blobs = [lib.cxx_new_blob() for _ in range(4)]  # @new
         arr = lib.cxx_new_array(13 * MB)  # @new_array
         pages = [lib.cxx_new_aligned() for _ in range(256)]  # @aligned_new
@@ -117,56 +164,64 @@ def test_cxx_new_forms_and_bad_alloc_recovery(run_fil, tmp_path):
         nothrow = lib.cxx_new_nothrow(9 * MB)  # @nothrow
         tmp = lib.cxx_new_array(10 * MB)  # @deleted
         lib.cxx_delete_array(tmp)
-        # A new that fails throws std::bad_alloc through the profiler's operator new; the program
-        # catches it and goes on, and tracking on this thread must still work afterwards.
-        assert lib.cxx_huge_new_caught(1 << 62) == 1  # @huge
-        assert lib.cxx_huge_new_caught(1 << 62) == 1
-        after = lib.cxx_new_array(17 * MB)  # @after_throw
-        print("survived")
+        lib.cxx_delete_blob(lib.cxx_new_blob())  # @deleted_blob
+        after = lib.cxx_new_array(17 * MB)  # @last
         """)
     proc, report, prof = run_fil(script, lib)
-    assert proc.stdout == b"survived\n"
     L = lambda m: "script.py:%d" % line_of(script, m)
     expected = {"new": 4 * 3 * MiB, "new_array": 13 * MiB, "aligned_new": 256 * 4096,
-                "aligned_new_array": 2048 * 4096, "nothrow": 9 * MiB, "after_throw": 17 * MiB}
+                "aligned_new_array": 2048 * 4096, "nothrow": 9 * MiB, "last": 17 * MiB}
     for marker, size in expected.items():
         assert_close(bytes_at(prof, L(marker)), size, what="%s\n%s" % (marker, describe(prof)))
     assert bytes_at(prof, L("deleted")) < 64 * 1024
-    assert bytes_at(prof, L("huge")) < 64 * 1024
+    assert bytes_at(prof, L("deleted_blob")) < 64 * 1024
     assert_close(total(prof), sum(expected.values()), what="total\n" + describe(prof))
 
 
-def test_cxx_thread_keeps_tracking_after_bad_alloc(run_fil, tmp_path):
-    """The same recovery on a pthread started from C: the throw happens off the main thread."""
-    lib = compile_c(tmp_path, r"""
-        #include <new>
-        #include <pthread.h>
-        #include <cstddef>
-        char *volatile escaped;
-        volatile size_t huge = (size_t)1 << 62;
-        static void *work(void *arg) {
-            int caught = 0;
-            size_t n = *static_cast<size_t *>(arg);
-            try { escaped = new char[huge]; } catch (const std::bad_alloc &) { caught = 1; }
-            if (!caught) return nullptr;
-            return new char[n];
-        }
-        extern "C" void *thread_throw_then_new(size_t n) {
-            pthread_t t;
-            void *out = nullptr;
-            if (pthread_create(&t, nullptr, work, &n) != 0) return nullptr;
-            pthread_join(t, &out);
-            return out;
-        }
-        """, cxx=True)
-    script = LOADER + textwrap.dedent("""\
-        lib = load(sys.argv[1], thread_throw_then_new=(c_void_p, c_size_t))
-        kept = lib.thread_throw_then_new(23 * MB)  # @call
-        assert kept
+def test_cxx_bad_alloc_through_the_hooks_then_tracking_works(tmp_path):
+    """With the library loaded but not tracking (`fil-profile python`), a `new` that cannot
+    succeed throws std::bad_alloc through the profiler's operator new; the program catches it
+    and goes on. Tracking then started on the same thread (filprofiler.api) must still see
+    that thread's allocations: the unwinding must not leave the reentrancy guard set."""
+    lib = compile_c(tmp_path, CXX_LIB, cxx=True)
+    script = LOADER + CXX_SIGS + textwrap.dedent("""\
+        from filprofiler.api import profile
+        assert lib.cxx_huge_new_caught(1 << 62) == 1
+        assert lib.cxx_huge_new_caught(1 << 62) == 1
+        kept = []
+        def work():
+            kept.append(lib.cxx_new_array(17 * MB))  # @after_throw
+        profile(work, sys.argv[2])
+        print("survived")
         """)
-    proc, report, prof = run_fil(script, lib)
-    assert_close(bytes_at(prof, "script.py:%d" % line_of(script, "call")), 23 * MiB,
+    path = os.path.join(str(tmp_path), "script.py")
+    with open(path, "w") as f:
+        f.write(script)
+    out = os.path.join(str(tmp_path), "report")
+    proc = subprocess.run([sys.executable, "-m", "filprofiler", "python", path, lib, out],
+                          cwd=str(tmp_path), env=clean_env(), capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == b"survived\n"
+    prof = parse_prof(os.path.join(out, "peak-memory.prof"))
+    assert_close(bytes_at(prof, "script.py:%d" % line_of(script, "after_throw")), 17 * MiB,
                  what=describe(prof))
+
+
+def test_cxx_failed_new_while_tracking_is_an_out_of_memory_exit(run_fil, tmp_path):
+    """While tracking, a failing `new` is an out-of-memory event (issue 4): a controlled exit
+    53 with the out-of-memory report, not a crash inside the profiler's operator new."""
+    lib = compile_c(tmp_path, CXX_LIB, cxx=True)
+    script = LOADER + CXX_SIGS + textwrap.dedent("""\
+        kept = lib.cxx_new_array(5 * MB)  # @kept
+        lib.cxx_huge_new_caught(1 << 62)
+        print("not reached")
+        """)
+    proc, report, prof = run_fil(script, lib, expect_exit=53)
+    assert b"not reached" not in proc.stdout
+    assert b"Out of memory" in proc.stderr, proc.stderr.decode()
+    oom = parse_prof(os.path.join(report, "out-of-memory.prof"))
+    assert_close(bytes_at(oom, "script.py:%d" % line_of(script, "kept")), 5 * MiB,
+                 what=describe(oom))
 
 
 FORTRAN_LIB = """\

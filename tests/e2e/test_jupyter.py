@@ -179,8 +179,9 @@ def test_cell_that_raises_shows_its_report_then_the_error(tmp_path, jupyter_env)
         raise ValueError("boom from the cell")
         """,
         "print('after', len(kept))",
+        "%%filprofile\nx = (",
     ], jupyter_env)
-    _, failing, after = cells
+    _, failing, after, syntax = cells
     kinds = [o["output_type"] for o in failing["outputs"]]
     assert kinds == ["display_data", "error"], failing["outputs"]
     _, svg, peak_mib, report_dir = cell_report(failing, tmp_path)
@@ -196,6 +197,9 @@ def test_cell_that_raises_shows_its_report_then_the_error(tmp_path, jupyter_env)
     assert "_run_profiled" not in plain, plain
     # As with any cell, what ran before the exception stays.
     assert stream(after) == "after 31457280\n"
+    # A cell that does not compile runs nothing and leaves no report behind.
+    assert [e["ename"] for e in errors(syntax)] == ["SyntaxError"], syntax["outputs"]
+    assert len(os.listdir(os.path.dirname(report_dir))) == 1
 
 
 def test_load_ext_outside_the_fil_kernel_names_the_kernel(tmp_path, jupyter_env):

@@ -286,7 +286,7 @@ def _make_memory_cgroup(limit_bytes):
 
 
 def test_cgroup_memory_limit(tmp_path):
-    limit = 400 * MIB
+    limit = 800 * MIB
     child, version, why = _make_memory_cgroup(limit)
     if child is None:
         print("skipping: " + why)
@@ -300,12 +300,13 @@ def test_cgroup_memory_limit(tmp_path):
         result, out_dir = run_fil(tmp_path, program, preexec_fn=enter)
         assert result.returncode == OOM_EXIT, (version, result.returncode, result.stderr)
         assert "(memory cgroup limit" in result.stderr, result.stderr
-        assert "of 400.0 MiB" in result.stderr
+        assert "of 800.0 MiB" in result.stderr
         d = oom_report(out_dir)
         stacks = parse_prof(d / "out-of-memory.prof")
         leaked = bytes_at_line(stacks, str(program), line_of(program, "# LEAK"))
         alive = sum(n for _, n in stacks)
-        assert leaked >= 0.9 * alive and leaked >= 150 * MIB, (leaked, alive)
+        assert leaked >= 0.9 * alive and leaked >= 500 * MIB, (leaked, alive)
+        print(version, result.stderr)
     finally:
         for _ in range(50):
             try:
@@ -367,7 +368,7 @@ def test_sigusr2_writes_peak_so_far(tmp_path):
     assert bytes_at_line(first, str(program), second_line) == 0
     # The final report covers the whole run: its peak is the second phase.
     assert bytes_at_line(final, str(program), second_line) >= 120 * MIB
-    assert bytes_at_line(final, str(program), first_line) == 0
+    assert bytes_at_line(final, str(program), first_line) < MIB   # the array was freed
     assert (first_dir / "index.html").is_file() and (first_dir / "peak-memory.svg").is_file()
 
 
@@ -384,3 +385,18 @@ def test_program_sigusr2_handler_wins(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "handled by program" in result.stdout
     assert len(run_dirs(out_dir)) == 1   # only the report at exit
+
+
+def test_failure_report_with_no_memory_left(tmp_path):
+    """Detection off, the leak runs until an allocation fails with the address space exhausted:
+    the report is still complete, drawn from the memory reserved at start."""
+    program = write_program(tmp_path, "leak.py", LEAK)
+    limit = baseline_vsize(tmp_path) + 600 * MIB
+    result, out_dir = run_fil(tmp_path, program, "--disable-oom-detection",
+                              preexec_fn=limit_address_space(limit))
+    assert result.returncode == OOM_EXIT, result.stderr
+    assert "an allocation of 10485760 bytes (10.0 MiB) failed" in result.stderr
+    d = oom_report(out_dir)   # all four files
+    assert "Wrote memory usage flamegraph to %s/out-of-memory.svg" % d in result.stderr
+    stacks = parse_prof(d / "out-of-memory.prof")
+    assert bytes_at_line(stacks, str(program), line_of(program, "# LEAK")) >= 500 * MIB
