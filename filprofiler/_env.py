@@ -33,7 +33,10 @@ def preload_environment(base=None):
 
 
 def restore_environment():
-    """Inside the profiled process: give back the environment the user had."""
+    """Inside the profiled process: give back the environment the user had.
+
+    The C library already does this when it is loaded (prim_restore_user_environment), before
+    Python starts; this is the fallback for a library loaded some other way."""
     saved = os.environ.pop(SAVED_VAR, None)
     if saved is None:
         return

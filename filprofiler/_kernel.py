@@ -62,12 +62,14 @@ def install_kernel_cli(argv):
                        help="into DIR/share/jupyter/kernels (Jupyter finds it if DIR is one of "
                             "its data prefixes)")
     a = p.parse_args(argv)
-    try:
-        import ipykernel  # noqa: F401  (the kernel cannot start without it)
-        from jupyter_client.kernelspec import KernelSpecManager
-    except ImportError as e:
-        _error("the kernel needs ipykernel and jupyter_client (%s); install them with "
-               "`pip install ipykernel`" % e)
+    import importlib.util
+
+    missing = [m for m in ("ipykernel", "jupyter_client") if importlib.util.find_spec(m) is None]
+    if missing:
+        _error("the kernel needs %s in this environment (%s); install with "
+               "`pip install ipykernel`" % (" and ".join(missing), sys.prefix))
+    from jupyter_client.kernelspec import KernelSpecManager
+
     prefix = a.prefix or (sys.prefix if a.sys_prefix else None)
     tmp = tempfile.mkdtemp(prefix="filprofile-kernel-")
     try:

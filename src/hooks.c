@@ -347,4 +347,7 @@ FIL_EXPORT void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *p, size_t a, const voi
     cxx_delete(p);
 }
 
-__attribute__((constructor)) static void hooks_init(void) { _fil_track_init_once(); }
+__attribute__((constructor)) static void hooks_init(void) {
+    _fil_track_init_once();
+    prim_restore_user_environment();
+}

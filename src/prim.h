@@ -34,6 +34,12 @@ void prim_write_stderr(const char *buf, size_t len);
 /* getenv without locking or allocation: scans environ. NULL if unset. */
 const char *prim_getenv(const char *name);
 
+/* Called once when the library is loaded: if the launcher injected it (LD_PRELOAD on Linux) and
+   saved the user's own value in _FIL_SAVED_LD_PRELOAD ("unset" or "set:VALUE", see
+   filprofiler/_env.py), put the user's value back, so that the program and its subprocesses see
+   the environment they would have without the profiler. Runs before main(). */
+void prim_restore_user_environment(void);
+
 /* Monotonic time in nanoseconds. */
 uint64_t prim_now_ns(void);
 

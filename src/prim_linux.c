@@ -3,6 +3,7 @@
 #include "prim.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -92,6 +93,15 @@ int prim_membarrier_init(void) {
 void prim_membarrier(void) {
     /* MEMBARRIER_CMD_PRIVATE_EXPEDITED (8) */
     syscall(SYS_membarrier, 8, 0, 0);
+}
+
+void prim_restore_user_environment(void) {
+    const char *saved = prim_getenv("_FIL_SAVED_LD_PRELOAD");
+    if (!saved) return;
+    /* setenv/unsetenv allocate: the hooks pass those through, tracking has not started. */
+    if (strncmp(saved, "set:", 4) == 0) setenv("LD_PRELOAD", saved + 4, 1);
+    else unsetenv("LD_PRELOAD");
+    unsetenv("_FIL_SAVED_LD_PRELOAD");
 }
 
 uint64_t prim_now_ns(void) {

@@ -229,7 +229,8 @@ def test_run_module_like_python_m(run_fil, tmp_path, module, main_file, size):
     assert_close(bytes_at(prof, "%s:%d" % (main_file, line_of(src, "kept"))), size * MiB,
                  what=describe(prof))
     # Its stack starts at its own <module>.
-    at_kept = [s for s in prof if s[-1].file.endswith(main_file) and s[-1].line == line_of(src, "kept")]
+    kept_line = line_of(src, "kept")
+    at_kept = [s for s in prof if s[-1].file.endswith(main_file) and s[-1].line == kept_line]
     assert at_kept and all(s[0].file.endswith(main_file) and s[0].func == "<module>"
                            for s in at_kept), at_kept
     # No launcher frame anywhere.

@@ -441,7 +441,7 @@ UNWIND_SCRIPT = textwrap.dedent("""\
     kept = []
     def deep_raise(n):
         if n == 0:
-            scratch = bytearray(1 << 20)  # @in_deep
+            scratch = bytearray(1000)  # @in_deep
             raise ValueError("bottom")
         deep_raise(n - 1)  # @deep_call
     def after_exception():
