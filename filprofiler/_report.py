@@ -4,6 +4,7 @@ Shared by `fil-profile run`, the API and the Jupyter magic. The work (dumping th
 allocations, drawing flamegraphs) is done by the C core; this module only names files and
 talks to the user.
 """
+import errno
 import os
 import shutil
 import sys
@@ -77,20 +78,58 @@ def mib(n):
     return "%.1f MiB" % (n / MIB)
 
 
+class _FileSizeLimitIgnored:
+    """SIGXFSZ ignored while the report is written, then restored.
+
+    Past RLIMIT_FSIZE a write raises SIGXFSZ, whose default action kills the process: a
+    program that restored the default (CPython itself ignores it) would die while we write,
+    losing its own exit status and leaving a truncated report. Ignored, the write fails with
+    EFBIG instead, which is reported like a full disk. Only the main thread may change
+    signal handlers; elsewhere (API calls from threads) this does nothing."""
+
+    def __enter__(self):
+        import signal
+
+        self.saved = None
+        if hasattr(signal, "SIGXFSZ"):
+            try:
+                self.saved = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            except (ValueError, OSError):
+                self.saved = None
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.saved is not None:
+            try:
+                signal.signal(signal.SIGXFSZ, self.saved)
+            except (ValueError, OSError):
+                pass
+
+
+# Errors that mean the disk (or a quota, or a file size limit) is full, not the directory wrong.
+_FULL_ERRNOS = {getattr(errno, n) for n in ("ENOSPC", "EFBIG", "EDQUOT") if hasattr(errno, n)}
+
+
 def write_peak_report(base, command_line, label="Peak tracked memory"):
     """Dump the peak, render it, print the summary. Returns index.html's path, or None after
-    printing why the report could not be written (the program's own outcome is untouched)."""
+    printing why the report could not be written (the program's own outcome is untouched, and
+    no partial run directory is left)."""
     run_dir = None
     try:
-        run_dir = new_run_dir(base)
-        prof = os.path.join(run_dir, "peak-memory.prof")
-        peak = _core().dump(prof)
-        index = render(prof, run_dir, "peak", command_line)
+        with _FileSizeLimitIgnored():
+            run_dir = new_run_dir(base)
+            prof = os.path.join(run_dir, "peak-memory.prof")
+            peak = _core().dump(prof)
+            index = render(prof, run_dir, "peak", command_line)
     except OSError as e:
         where = e.filename if isinstance(e.filename, str) else base
-        sys.stderr.write(PREFIX + "error: could not write the report in %s: %s; "
-                         "choose a writable directory with -o DIR\n"
-                         % (where, e.strerror or e))
+        if e.errno in _FULL_ERRNOS:
+            advice = "the disk is full or a file size limit was reached; no report was kept"
+        else:
+            advice = "choose a writable directory with -o DIR"
+        sys.stderr.write(PREFIX + "error: could not write the report in %s: %s; %s\n"
+                         % (where, e.strerror or e, advice))
         if run_dir and os.path.isdir(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)  # never leave a report that looks whole
         return None

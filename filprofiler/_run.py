@@ -25,7 +25,10 @@ def _command_line(mode, target, args):
     import shlex
 
     head = ["fil-profile", "run"] + (["-m", target] if mode == "module" else [target])
-    return " ".join(shlex.quote(a) for a in head + args)
+    line = " ".join(shlex.quote(a) for a in head + args)
+    # Arguments that are not valid UTF-8 (a file name in another encoding) arrive as lone
+    # surrogates, which the core cannot take as text: show those bytes as U+FFFD instead.
+    return line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _at_exit(out_dir, open_browser, command_line):
