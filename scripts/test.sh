@@ -17,4 +17,6 @@ echo "== C unit tests under ThreadSanitizer"
 make -s test-c WERROR=1 PYTHON=$PY SANITIZE=thread BUILD=build/tsan
 echo "== End-to-end tests"
 # pytest exits 5 when it collected no tests: with `set -e` that fails the run, as it should.
-$PY -m pytest tests -q -p no:cacheprovider "$@"
+# The pytest script, not `python -m pytest`: that would put the source tree, whose filprofiler/
+# has no compiled library, ahead of the installed package on sys.path.
+.venv/bin/pytest tests -q -p no:cacheprovider "$@"

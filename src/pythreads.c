@@ -14,8 +14,9 @@
  * Stacks are taken under the same lock, so while a native thread walks the waiting thread's
  * frames, that thread cannot resume running Python and change them.
  *
- * GIL releases inside libpython itself (time.sleep, file reads) bind directly and are not seen;
- * they never run pool work, so nothing is lost by that.
+ * Whether GIL releases inside libpython itself (time.sleep, file reads) are seen depends on how
+ * it was built: with -fno-semantic-interposition they bind directly and are not. Either way is
+ * right: such a thread is waiting in native code all the same.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

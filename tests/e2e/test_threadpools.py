@@ -202,7 +202,7 @@ def test_limited_restores_previous_limits(tmp_path):
     pytest.importorskip("threadpoolctl")
     script = write_script(tmp_path, LIMITED_SCRIPT)
     proc = subprocess.run([sys.executable, "-m", "filprofiler", "python", script],
-                          env=clean_env(), capture_output=True, timeout=120)
+                          cwd=str(tmp_path), env=clean_env(), capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()
     result = json.loads(proc.stdout)
     assert result["before"]["blas"] > 1

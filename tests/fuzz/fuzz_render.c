@@ -7,7 +7,7 @@
  *   - it is valid UTF-8 without control characters XML forbids;
  *   - its markup is well-formed: every '<' opens a known construct (tag, end tag, comment,
  *     CDATA, declaration), end tags match their start tags, attribute values are quoted and
- *     hold no '<', every '&' starts a character reference;
+ *     hold no '<', every '&' starts a character reference, no `]]>` in character data;
  *   - it holds exactly as many <script> elements as the report of a harmless input (so no
  *     program-derived text ever opened a script).
  * A violation aborts, which libFuzzer reports as a crash with the input saved. Crashes,
@@ -169,6 +169,8 @@ static int check_markup(const char *file, const char *s, size_t n, int html) {
     size_t i = 0;
     while (i < n) {
         if (s[i] == '&') { i += check_entity(file, s, n, i); continue; }
+        if (s[i] == ']' && n - i >= 3 && memcmp(s + i, "]]>", 3) == 0)
+            fail(file, "']]>' in character data", i);
         if (s[i] != '<') { i++; continue; }
         size_t at = i, end;
         if (n - i >= 4 && memcmp(s + i, "<!--", 4) == 0) {
