@@ -210,8 +210,17 @@ exec(code)
 keep.append([bytearray(4096) for _ in range(10)])
 keep.append(list(bytearray(8192) for _ in range(5)))
 lam = lambda: keep.append(bytearray(16384)); lam()
+import hostile_lines
+hostile_lines.g()
 print("hostile done")
 """)
+
+# A module with an ordinary name, so the report can show its hostile source lines.
+HOSTILE_LINES = (b"""# -*- coding: latin-1 -*-
+keep = []
+def g():
+    keep.append(bytearray(5 << 20)) ; s = "</script><script>alert(5)</script> ]]> \xff\xe9 <&>\t\\"'" # """
+                 + b"y" * 3000 + b"\n")
 
 PROF_LINE = re.compile(r"^(?P<stack>.+) (?P<bytes>[0-9]+)$")
 
@@ -259,6 +268,7 @@ def test_hostile_names_and_source_give_valid_reports(tmp_path):
         name = b"hostile_name.py"
         with open(os.path.join(os.fsencode(str(tmp_path)), name), "wb") as f:
             f.write(HOSTILE_SOURCE)
+    (tmp_path / "hostile_lines.py").write_bytes(HOSTILE_LINES)
     write_script(tmp_path, "kept = bytearray(1 << 20)\n", "harmless.py")
     proc = fil("-o", "out", "--no-browser", "run", os.fsdecode(name), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
@@ -277,6 +287,9 @@ def test_hostile_names_and_source_give_valid_reports(tmp_path):
     assert_close(bytes_at(prof, lambda f: f.func.startswith("f_")), 3 * MiB, what=describe(prof))
     assert_close(bytes_at(prof, lambda f: "12345" in f.func), 2 * MiB, what=describe(prof))
     assert_close(bytes_at(prof, lambda f: "alert(3)" in f.file), 1 * MiB, what=describe(prof))
+    assert_close(bytes_at(prof, "hostile_lines.py:4 (g)"), 5 * MiB, what=describe(prof))
+    # The hostile source line is shown (escaped) in the page.
+    assert b"alert(5)" in (report / "index.html").read_bytes()
 
     # As many scripts as, and no kind of element beyond, the report of a harmless program.
     proc = fil("-o", "calm", "--no-browser", "run", "harmless.py", cwd=tmp_path)
