@@ -151,7 +151,7 @@ def main():
     _filpreload.oom_configure(os.path.abspath(out_dir), command_line)
     _install_sigusr2(out_dir, command_line)
     try:
-        _execute(mode, target, args, _report.hidden_files())
+        _execute(mode, target, args, _report.hidden_files() + [os.path.abspath(__file__)])
     except SystemExit:
         raise
     except BaseException as e:  # report as plain python would, without our frames

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: system packages, a virtualenv, the package built
-# with warnings as errors, the C unit tests (plain, ASan+UBSan, TSan) and the pytest suite.
+# with warnings as errors, the C unit tests (plain, ASan+UBSan, TSan), a bounded fuzzing run of
+# the renderer and the pytest suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/system-packages.sh
@@ -15,6 +16,8 @@ echo "== C unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 make -s test-c WERROR=1 PYTHON=$PY SANITIZE=address,undefined BUILD=build/asan
 echo "== C unit tests under ThreadSanitizer"
 make -s test-c WERROR=1 PYTHON=$PY SANITIZE=thread BUILD=build/tsan
+echo "== Fuzzing the report renderer (60 s)"
+bash tests/fuzz/run.sh 60
 echo "== End-to-end tests"
 # pytest exits 5 when it collected no tests: with `set -e` that fails the run, as it should.
 # The pytest script, not `python -m pytest`: that would put the source tree, whose filprofiler/

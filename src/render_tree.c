@@ -404,7 +404,7 @@ const char *render_frame_source(render_data_t *d, uint32_t frame, uint32_t *len)
         /* "<stdin>", "<string>", "[No Python stack]"... name no file. */
         if (f->line > 0 && f->file_len > 0 && f->file[0] != '<' && f->file[0] != '[') {
             render_source_file_t *c = source_file(d, f->file, f->file_len);
-            const char *p = c->map, *end = c->map + c->size;
+            const char *p = c->map, *end = p ? p + c->size : NULL;   /* no file: no map */
             for (uint32_t line = 1; p && line < f->line; line++) {
                 const char *q = memchr(p, '\n', (size_t)(end - p));
                 p = q ? q + 1 : NULL;
