@@ -169,10 +169,12 @@ FIL_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ..
     }
     if (!active()) return prim_sys_mremap(old, old_len, new_len, flags, new_addr);
     _fil_tl_guard++;
-    _fil_track_munmap(old, page_round(old_len));
+    /* Only a tracked (anonymous) mapping is tracked after the resize: a file-backed one that
+       mremap grows (Python's mmap.resize) is still not allocated memory. */
+    uint64_t was_tracked = _fil_track_munmap(old, page_round(old_len));
     void *p = prim_sys_mremap(old, old_len, new_len, flags, new_addr);
-    if (p != MAP_FAILED) _fil_track_mmap(p, page_round(new_len));
-    else _fil_track_mmap(old, page_round(old_len));   /* unchanged: back on the books */
+    if (was_tracked && p != MAP_FAILED) _fil_track_mmap(p, page_round(new_len));
+    else if (was_tracked) _fil_track_mmap(old, page_round(old_len));   /* unchanged: back on the books */
     if (FIL_UNLIKELY(p == MAP_FAILED) && errno == ENOMEM && new_len > old_len)
         _fil_oom_on_failure(new_len);
     _fil_tl_guard--;

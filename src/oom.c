@@ -318,6 +318,28 @@ static int render(const char *dir, const char *prof, const char *note) {
 }
 
 /* Never returns. failed_size: the request that failed, 0 for the early check. */
+/* "Available: X of Y (which figure[; threshold Z]); tracked: W", for the terminal (with the
+   threshold) and for index.html's note. */
+static void put_figures(text_t *t, const oom_verdict_t *v, uint64_t tracked, int threshold) {
+    put(t, "Available: ");
+    if (v->limit != PRIM_NO_LIMIT) {
+        put_mib(t, v->available);
+        put(t, " of ");
+        put_mib(t, v->limit);
+        put(t, " (");
+        put(t, figure_name(v->which));
+        if (threshold) {
+            put(t, "; threshold ");
+            put_mib(t, v->threshold);
+        }
+        put(t, ")");
+    } else {
+        put(t, "unknown (no memory limit could be read)");
+    }
+    put(t, "; tracked: ");
+    put_mib(t, tracked);
+}
+
 static void report_and_exit(const char *reason, const oom_verdict_t *v, uint64_t failed_size)
     __attribute__((noreturn));
 static void report_and_exit(const char *reason, const oom_verdict_t *v, uint64_t failed_size) {
@@ -340,21 +362,8 @@ static void report_and_exit(const char *reason, const oom_verdict_t *v, uint64_t
     msg[0] = '\0';
     put(&t, "=fil-profile= Out of memory: ");
     put(&t, reason);
-    put(&t, "\n=fil-profile= Available: ");
-    if (v->limit != PRIM_NO_LIMIT) {
-        put_mib(&t, v->available);
-        put(&t, " of ");
-        put_mib(&t, v->limit);
-        put(&t, " (");
-        put(&t, figure_name(v->which));
-        put(&t, "; threshold ");
-        put_mib(&t, v->threshold);
-        put(&t, ")");
-    } else {
-        put(&t, "unknown (no memory limit could be read)");
-    }
-    put(&t, "; tracked: ");
-    put_mib(&t, tracked);
+    put(&t, "\n=fil-profile= ");
+    put_figures(&t, v, tracked, 1);
     put(&t, "\n");
     say(msg);
     if (!ok_dir) {
@@ -377,17 +386,7 @@ static void report_and_exit(const char *reason, const oom_verdict_t *v, uint64_t
     put(&n, "The program ran out of memory: ");
     put(&n, reason);
     put(&n, ". ");
-    if (v->limit != PRIM_NO_LIMIT) {
-        put(&n, "Available: ");
-        put_mib(&n, v->available);
-        put(&n, " of ");
-        put_mib(&n, v->limit);
-        put(&n, " (");
-        put(&n, figure_name(v->which));
-        put(&n, "). ");
-    }
-    put(&n, "Tracked memory alive: ");
-    put_mib(&n, tracked);
+    put_figures(&n, v, tracked, 0);
     put(&n, ".");
     if (failed_size)
         put(&n, " The request that failed is drawn as [failed allocation] under the line that"

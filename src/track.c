@@ -102,8 +102,9 @@ static int ensure_peak_slot(callsite_t cs) {
     return 0;
 }
 
+/* ctx, when not NULL, is a uint64_t that counts the bytes removed. */
 static void on_range_removed(void *ctx, callsite_t cs, uint64_t bytes) {
-    (void)ctx;
+    if (ctx) *(uint64_t *)ctx += bytes;
     _fil_peak_sub(&peak, cs, bytes);
 }
 
@@ -174,10 +175,12 @@ void _fil_track_mmap(void *p, size_t len) {
     if (FIL_UNLIKELY(oom_due)) _fil_oom_poll();
 }
 
-void _fil_track_munmap(void *p, size_t len) {
+uint64_t _fil_track_munmap(void *p, size_t len) {
+    uint64_t removed = 0;
     _fil_lock();
-    _fil_range_remove(&maps, (uintptr_t)p, len, on_range_removed, NULL);
+    _fil_range_remove(&maps, (uintptr_t)p, len, on_range_removed, &removed);
     _fil_unlock();
+    return removed;
 }
 
 void _fil_track_mremap(void *old, size_t old_len, void *p, size_t new_len) {

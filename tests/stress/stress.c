@@ -128,11 +128,15 @@ static int do_munmap(void *p, size_t len) {
 }
 
 static void *do_mremap(void *old, size_t old_len, size_t new_len) {
-    ENGINE(_fil_track_munmap(old, old_len));
-    void *p = mremap(old, old_len, new_len, MREMAP_MAYMOVE);
 #ifdef FIL_STRESS_ENGINE
-    if (p != MAP_FAILED) _fil_track_mmap(p, new_len);
-    else _fil_track_mmap(old, old_len);   /* unchanged: back on the books */
+    /* As hooks.c: only a mapping that was tracked is tracked after the move (after a reset by
+       the monitor thread, an older mapping is not). */
+    uint64_t was_tracked = _fil_track_munmap(old, old_len);
+    void *p = mremap(old, old_len, new_len, MREMAP_MAYMOVE);
+    if (was_tracked && p != MAP_FAILED) _fil_track_mmap(p, new_len);
+    else if (was_tracked) _fil_track_mmap(old, old_len);   /* unchanged: back on the books */
+#else
+    void *p = mremap(old, old_len, new_len, MREMAP_MAYMOVE);
 #endif
     return p == MAP_FAILED ? NULL : p;
 }
