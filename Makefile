@@ -68,8 +68,8 @@ clean:
 # `make stress` builds and runs the engine-level stress: 16 threads calling the engine API
 # directly, with the full operation count (STRESS_OPS per thread). `make test-c` runs it too,
 # with TEST_STRESS_OPS. Sanitizer variants need their own BUILD directory, e.g.
-#   make test-c SANITIZE=address,undefined BUILD=build-asan
-#   make test-c SANITIZE=thread BUILD=build-tsan
+#   make test-c SANITIZE=address,undefined BUILD=build/asan
+#   make test-c SANITIZE=thread BUILD=build/tsan
 STRESS_OPS ?= 1000000
 ifeq ($(SANITIZE),thread)
 TEST_STRESS_OPS ?= 20000

@@ -28,7 +28,7 @@ RUNS_DIR = os.path.join(BENCH_DIR, ".build", "runs")
 RESULTS_DIR = os.path.join(BENCH_DIR, "results")
 
 MAX_TIMEOUT_S = 600
-MIN_TIMEOUT_S = 60
+MIN_TIMEOUT_S = 120
 TIMEOUT_FACTOR = 20  # a tool may take this many times plain's first run before it is killed
 
 

@@ -18,7 +18,7 @@ if sys.path and os.path.abspath(sys.path[0]) == _here:
 
 from filprofiler import _env, _report  # noqa: E402
 
-_state = {"pid": os.getpid(), "sigint": False, "done": False}
+_state = {"pid": os.getpid(), "sigint": False, "done": False, "started": False}
 
 
 def _command_line(mode, target, args):
@@ -42,9 +42,12 @@ def _at_exit(out_dir, open_browser, command_line):
         sys.stdout.flush()
     except Exception:
         pass
-    index = _report.write_peak_report(out_dir, command_line)
-    if index and open_browser:
-        _report.open_in_browser(index)
+    # A program that never started (a syntax error, a missing module) has nothing to report;
+    # an empty report would only look like a real one.
+    if _state["started"]:
+        index = _report.write_peak_report(out_dir, command_line)
+        if index and open_browser:
+            _report.open_in_browser(index)
     if _state["sigint"]:
         # Plain python ends an uncaught KeyboardInterrupt by dying of SIGINT; so do we.
         sys.stderr.flush()
@@ -99,6 +102,7 @@ def _execute(mode, target, args, hidden):
 
         sys.argv = [target] + args
         sys.path.insert(0, os.getcwd())  # as `python -m`: the current directory comes first
+        _state["started"] = True
         _filpreload.start(hidden, True)
         runpy._run_module_as_main(target, alter_argv=True)
     elif os.path.isdir(target) or not target.endswith((".py", ".pyw")) and _is_zip(target):
@@ -107,6 +111,7 @@ def _execute(mode, target, args, hidden):
         # As `python DIR_OR_ZIP`: its absolute path first on sys.path, then its __main__ module.
         sys.argv = [target] + args
         sys.path.insert(0, os.path.abspath(target))
+        _state["started"] = True
         _filpreload.start(hidden, True)
         runpy._run_module_as_main("__main__", alter_argv=False)
     else:
@@ -118,6 +123,7 @@ def _execute(mode, target, args, hidden):
         main = _main_module(path)
         sys.modules["__main__"] = main
         code = compile(source, path, "exec", dont_inherit=True)
+        _state["started"] = True
         _filpreload.start(hidden, True)
         exec(code, main.__dict__)
 

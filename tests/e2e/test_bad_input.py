@@ -78,6 +78,9 @@ def test_syntax_error_like_plain_python(tmp_path, where):
     assert program_stderr(proc.stderr) == plain.stderr, proc.stderr.decode()
     assert b"SyntaxError" in plain.stderr
     assert_no_profiler_traceback(program_stderr(proc.stderr))
+    # A script that never started leaves no (empty) report; one that ran until an import
+    # failed has its report.
+    assert len(runs_in(tmp_path / "out")) == (0 if where == "script" else 1)
 
 
 # ---- where the report goes ----
