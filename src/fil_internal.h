@@ -153,7 +153,6 @@ void _fil_track_put(void *p, uint64_t size, callsite_t cs);
 void _fil_track_mmap(void *p, size_t len);
 /* Returns the tracked bytes that lay in [p, p+len) (0: nothing there was anonymous memory). */
 uint64_t _fil_track_munmap(void *p, size_t len);
-void _fil_track_mremap(void *old, size_t old_len, void *p, size_t new_len);
 /* Current callsite of the calling thread (for pthread_create's inheritance). */
 callsite_t _fil_current_callsite(void);
 /* lock.c: the tracking lock (biased towards the thread that started tracking). */

@@ -183,16 +183,6 @@ uint64_t _fil_track_munmap(void *p, size_t len) {
     return removed;
 }
 
-void _fil_track_mremap(void *old, size_t old_len, void *p, size_t new_len) {
-    _fil_lock();
-    callsite_t cs = current_callsite_locked();
-    _fil_range_remove(&maps, (uintptr_t)old, old_len, on_range_removed, NULL);
-    if (ensure_peak_slot(cs) == 0 &&
-        _fil_range_add(&maps, (uintptr_t)p, new_len, cs, on_range_removed, NULL) == 0)
-        _fil_peak_add(&peak, cs, new_len);
-    _fil_unlock();
-}
-
 void _fil_track_add_failed(uint64_t bytes) {
     static const char name[] = "[failed allocation]";
     _fil_lock();
