@@ -135,14 +135,14 @@ static callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate) {
     _PyInterpreterFrame *top = tstate->cframe->current_frame;
     _PyInterpreterFrame *stop = tstate == cut_tstate ? cut_frame : NULL;
 
-    /* One walk, innermost first, into scratch. Only the innermost frame can be incomplete (still
-       being set up, before its first instruction): a frame calls nothing before that. */
+    /* One walk, innermost first, into scratch. Only pointers are read: code objects are touched
+       only when a frame position is new (resolve()). A frame still being set up (creating its
+       cells before its first instruction, "incomplete" to CPython) is kept: its offset maps to
+       its `def` line, which is where those cells belong. */
     frame_cache_entry_t *sc = ts->scratch;
     uint32_t n = 0;
     int truncated = 0;
-    _PyInterpreterFrame *f = top;
-    if (f && f != stop && _PyFrame_IsIncomplete(f)) f = f->previous;
-    for (; f && f != stop; f = f->previous) {
+    for (_PyInterpreterFrame *f = top; f && f != stop; f = f->previous) {
         if (FIL_UNLIKELY(n == FIL_MAX_FRAMES)) { truncated = 1; break; }
         sc[n].code = f->f_code;
         sc[n].lasti = (int32_t)_PyInterpreterFrame_LASTI(f);
