@@ -290,11 +290,8 @@ def test_mmap_module_anonymous_counted_file_backed_not(run_fil, tmp_path):
     assert_close(total(prof), 57 * MiB, what="total\n" + describe(prof))
 
 
-def test_partial_munmap_of_a_larger_mapping(run_fil):
-    """ctypes mmap of 64 MiB, then holes punched at the start, the middle and the end: the
-    mapping's line keeps exactly what is still mapped, and unmapping the pieces left (in
-    several calls, one spanning a hole) takes it all away before a later peak."""
-    script = textwrap.dedent("""\
+# libc's mmap and munmap through ctypes, for the partial-unmap tests' scripts.
+MMAP_PREAMBLE = textwrap.dedent("""\
         import ctypes
         from ctypes import c_void_p, c_size_t, c_int, c_long
         libc = ctypes.CDLL(None)
@@ -303,6 +300,14 @@ def test_partial_munmap_of_a_larger_mapping(run_fil):
         munmap = libc.munmap
         munmap.restype, munmap.argtypes = c_int, [c_void_p, c_size_t]
         MB = 1 << 20
+        """)
+
+
+def test_partial_munmap_of_a_larger_mapping(run_fil):
+    """ctypes mmap of 64 MiB, then holes punched at the start, the middle and the end: the
+    mapping's line keeps exactly what is still mapped, and unmapping the pieces left (in
+    several calls, one spanning a hole) takes it all away before a later peak."""
+    script = MMAP_PREAMBLE + textwrap.dedent("""\
         def map_anon(n):
             return mmap_(None, n, 3, 0x22, -1, 0)  # @map
         a = map_anon(64 * MB)  # @a
@@ -326,15 +331,7 @@ def test_partial_munmap_of_a_larger_mapping(run_fil):
 
 def test_partial_munmap_state_at_peak(run_fil):
     """The peak taken after holes were punched holds the mapping's remaining size."""
-    script = textwrap.dedent("""\
-        import ctypes
-        from ctypes import c_void_p, c_size_t, c_int, c_long
-        libc = ctypes.CDLL(None)
-        mmap_ = libc.mmap
-        mmap_.restype, mmap_.argtypes = c_void_p, [c_void_p, c_size_t, c_int, c_int, c_int, c_long]
-        munmap = libc.munmap
-        munmap.restype, munmap.argtypes = c_int, [c_void_p, c_size_t]
-        MB = 1 << 20
+    script = MMAP_PREAMBLE + textwrap.dedent("""\
         a = mmap_(None, 64 * MB, 3, 0x22, -1, 0)  # @a
         assert munmap(a, 4 * MB) == 0
         assert munmap(a + 30 * MB, 6 * MB) == 0
