@@ -31,10 +31,25 @@ void *prim_sys_mremap(void *old, size_t old_len, size_t new_len, int flags, void
     return (void *)syscall(SYS_mremap, old, old_len, new_len, flags, new_addr);
 }
 
+/* The allocation table is read at random addresses, one per tracked allocation or free; with
+   millions of live allocations it spans tens of MiB and each access would also miss the TLB.
+   Transparent huge pages (where the system allows them on request) cover it with a few dozen
+   TLB entries. */
+#define HUGE_PAGE_WORTHWHILE (4u << 20)
+
+static void advise_huge(void *p, size_t size) {
+#ifdef MADV_HUGEPAGE
+    if (size >= HUGE_PAGE_WORTHWHILE) syscall(SYS_madvise, p, size, MADV_HUGEPAGE);
+#else
+    (void)p; (void)size;
+#endif
+}
+
 void *prim_pages_alloc(size_t size) {
     size = round_pages(size);
     void *p = prim_sys_mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
+    advise_huge(p, size);
     atomic_fetch_add_explicit(&pages_in_use, size, memory_order_relaxed);
     return p;
 }
@@ -52,6 +67,7 @@ void *prim_pages_resize(void *p, size_t old_size, size_t new_size) {
     new_size = round_pages(new_size);
     void *q = prim_sys_mremap(p, old_size, new_size, MREMAP_MAYMOVE, NULL);
     if (q == MAP_FAILED) return NULL;
+    advise_huge(q, new_size);
     if (new_size > old_size)
         atomic_fetch_add_explicit(&pages_in_use, new_size - old_size, memory_order_relaxed);
     else
