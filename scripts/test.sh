@@ -17,7 +17,14 @@ make -s test-c WERROR=1 PYTHON=$PY SANITIZE=address,undefined BUILD=build/asan
 echo "== C unit tests under ThreadSanitizer"
 make -s test-c WERROR=1 PYTHON=$PY SANITIZE=thread BUILD=build/tsan
 echo "== Fuzzing the report renderer (60 s)"
-bash tests/fuzz/run.sh 60
+mkdir -p build
+if bash tests/fuzz/run.sh 60 > build/fuzz.log 2>&1; then
+  grep -E "^stat::number_of_executed_units|^Done" build/fuzz.log || true
+else
+  tail -60 build/fuzz.log
+  echo "fuzzing found a problem: the input is saved under build/fuzz/ (see tests/fuzz/run.sh)"
+  exit 1
+fi
 echo "== End-to-end tests"
 # pytest exits 5 when it collected no tests: with `set -e` that fails the run, as it should.
 # The pytest script, not `python -m pytest`: that would put the source tree, whose filprofiler/
