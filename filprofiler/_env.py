@@ -7,8 +7,9 @@ import os
 import sys
 
 PRELOAD_VAR = "LD_PRELOAD"
-# The user's own LD_PRELOAD before we added ours, restored inside the profiled process so that
-# its subprocesses do not inherit the profiler: "unset" or "set:VALUE".
+# The user's own LD_PRELOAD before we added ours: "unset" or "set:VALUE". The library puts it
+# back as soon as it is loaded (prim_restore_user_environment in src/prim_linux.c), before
+# Python starts, so the program and its subprocesses see the environment they would without us.
 SAVED_VAR = "_FIL_SAVED_LD_PRELOAD"
 
 
@@ -30,20 +31,6 @@ def preload_environment(base=None):
     env[SAVED_VAR] = "unset" if old is None else "set:" + old
     env[PRELOAD_VAR] = lib if not old else lib + ":" + old
     return env
-
-
-def restore_environment():
-    """Inside the profiled process: give back the environment the user had.
-
-    The C library already does this when it is loaded (prim_restore_user_environment), before
-    Python starts; this is the fallback for a library loaded some other way."""
-    saved = os.environ.pop(SAVED_VAR, None)
-    if saved is None:
-        return
-    if saved.startswith("set:"):
-        os.environ[PRELOAD_VAR] = saved[4:]
-    else:
-        os.environ.pop(PRELOAD_VAR, None)
 
 
 def python_command():

@@ -92,10 +92,10 @@ def install_kernel_cli(argv):
 
 
 def _launch():
-    """Inside the kernel process: give back the user's environment, then run ipykernel."""
-    from . import _env, _filpreload
+    """Inside the kernel process (the library has already given back the user's LD_PRELOAD):
+    run ipykernel."""
+    from . import _filpreload
 
-    _env.restore_environment()
     if not _filpreload.preloaded():
         sys.stderr.write(PREFIX + "warning: the Fil library is not preloaded in this kernel; "
                          "%%filprofile will not be available. Start it with "

@@ -16,7 +16,7 @@ _here = os.path.dirname(os.path.abspath(__file__))
 if sys.path and os.path.abspath(sys.path[0]) == _here:
     del sys.path[0]
 
-from filprofiler import _env, _report  # noqa: E402
+from filprofiler import _report  # noqa: E402
 
 _state = {"pid": os.getpid(), "sigint": False, "done": False, "started": False}
 
@@ -140,7 +140,6 @@ def _is_zip(path):
 def main():
     out_dir, open_browser, limit_pools, mode, target = sys.argv[1:6]
     args = sys.argv[6:]
-    _env.restore_environment()
     from filprofiler import _filpreload
 
     if not _filpreload.preloaded():
