@@ -9,7 +9,9 @@
  *   strings:  bytes -> string id (file names and function names, stored once in the arena)
  *   funcs:    (file id, name id) -> function id
  *   nodes:    (parent, function, line) -> node id
- * and a cache from the interpreter's own key (parent, code object, instruction offset,
+ * and two caches keyed by the interpreter's own (code object, instruction offset): one gives the
+ * function and line of a position (so a position met under a new parent costs no line-table
+ * scan and no string hashing), one gives the node for (parent, position); and, for the latter, the key (parent, code object, instruction offset,
  * fingerprint) to a node, so computing a line number and reading names happens only the first
  * time a frame position is seen. The fingerprint (file/name object addresses, first line) guards
  * against a freed code object whose address is reused by another.
@@ -29,21 +31,29 @@ typedef struct {
     idslot_t *slots;
     uint32_t capacity, count;
 } idset_t;
+/* A slot of the interpreter-key caches: (key, code object, instruction offset, fingerprint)
+   -> two values. An empty slot has code == NULL. */
 typedef struct {
     const void *code;
     uintptr_t fp;
-    callsite_t parent;
+    uint32_t key;
     int32_t lasti;
-    callsite_t node;
-    uint32_t used;
+    uint32_t a, b;
 } cacheslot_t;
+typedef struct {
+    cacheslot_t *slots;
+    uint32_t capacity, count;
+} keycache_t;
 
 static str_t *strs;     static uint32_t nstrs, cap_strs;
 static func_t *funcs;   static uint32_t nfuncs, cap_funcs;
 static node_t *nodes;   static uint32_t nnodes, cap_nodes;
 static idset_t str_set, func_set, node_set;
-static cacheslot_t *cache; static uint32_t cache_cap, cache_count;
+static keycache_t node_cache;      /* (parent, code, offset) -> node */
+static keycache_t position_cache;  /* (0, code, offset) -> (function, line) */
 static callsite_t truncated_root;
+
+void _fil_callsite_forget_positions(void);
 
 static uint32_t hash_bytes(const char *p, size_t n) {
     uint64_t h = 0xcbf29ce484222325ull;   /* FNV-1a */
@@ -170,64 +180,105 @@ void _fil_callsite_reset_all(void) {
     if (str_set.slots) memset(str_set.slots, 0, str_set.capacity * sizeof(idslot_t));
     if (func_set.slots) memset(func_set.slots, 0, func_set.capacity * sizeof(idslot_t));
     if (node_set.slots) memset(node_set.slots, 0, node_set.capacity * sizeof(idslot_t));
-    if (cache) memset(cache, 0, cache_cap * sizeof(cacheslot_t));
-    str_set.count = func_set.count = node_set.count = cache_count = 0;
+    _fil_callsite_forget_positions();
+    str_set.count = func_set.count = node_set.count = 0;
+}
+
+uint32_t _fil_callsite_func(const char *file, size_t file_len, const char *name, size_t name_len) {
+    if (!nnodes && _fil_callsite_init() < 0) return CALLSITE_FUNC_NONE;
+    int64_t f = intern_str(file, file_len);
+    int64_t n = intern_str(name, name_len);
+    if (f < 0 || n < 0) return CALLSITE_FUNC_NONE;
+    int64_t fn = intern_func((uint32_t)f, (uint32_t)n);
+    return fn < 0 ? CALLSITE_FUNC_NONE : (uint32_t)fn;
+}
+
+callsite_t _fil_callsite_child_of(callsite_t parent, uint32_t func, uint32_t line) {
+    if (func == CALLSITE_FUNC_NONE) return CALLSITE_MAX;
+    return intern_node(parent, func, line);
 }
 
 callsite_t _fil_callsite_child(callsite_t parent, const char *file, size_t file_len,
                                const char *name, size_t name_len, uint32_t line) {
-    if (!nnodes && _fil_callsite_init() < 0) return CALLSITE_MAX;
-    int64_t f = intern_str(file, file_len);
-    int64_t n = intern_str(name, name_len);
-    if (f < 0 || n < 0) return CALLSITE_MAX;
-    int64_t fn = intern_func((uint32_t)f, (uint32_t)n);
-    if (fn < 0) return CALLSITE_MAX;
-    return intern_node(parent, (uint32_t)fn, line);
+    return _fil_callsite_child_of(parent, _fil_callsite_func(file, file_len, name, name_len), line);
 }
 
-static uint32_t cache_hash(callsite_t parent, const void *code, int32_t lasti) {
-    return mix3(parent, (uint32_t)((uintptr_t)code >> 4) ^ (uint32_t)((uintptr_t)code >> 36),
+static uint32_t cache_hash(uint32_t key, const void *code, int32_t lasti) {
+    return mix3(key, (uint32_t)((uintptr_t)code >> 4) ^ (uint32_t)((uintptr_t)code >> 36),
                 (uint32_t)lasti);
+}
+
+static cacheslot_t *keycache_find(const keycache_t *c, uint32_t key, const void *code,
+                                  int32_t lasti, uintptr_t fp) {
+    if (!c->count) return NULL;
+    uint32_t m = c->capacity - 1;
+    for (uint32_t i = cache_hash(key, code, lasti) & m;; i = (i + 1) & m) {
+        cacheslot_t *s = &c->slots[i];
+        if (!s->code) return NULL;
+        if (s->code == code && s->key == key && s->lasti == lasti && s->fp == fp) return s;
+    }
+}
+
+static void keycache_put(keycache_t *c, uint32_t key, const void *code, int32_t lasti,
+                         uintptr_t fp, uint32_t a, uint32_t b) {
+    if ((c->count + 1) * 4 > c->capacity * 3) {
+        uint32_t ncap = c->capacity ? c->capacity * 2 : 4096;
+        cacheslot_t *n = prim_pages_alloc((size_t)ncap * sizeof(cacheslot_t));
+        if (!n) return;   /* only a cache: lookups just stay slower */
+        for (uint32_t i = 0; i < c->capacity; i++) {
+            cacheslot_t *o = &c->slots[i];
+            if (!o->code) continue;
+            uint32_t j = cache_hash(o->key, o->code, o->lasti) & (ncap - 1);
+            while (n[j].code) j = (j + 1) & (ncap - 1);
+            n[j] = *o;
+        }
+        prim_pages_free(c->slots, (size_t)c->capacity * sizeof(cacheslot_t));
+        c->slots = n;
+        c->capacity = ncap;
+    }
+    uint32_t m = c->capacity - 1;
+    uint32_t i = cache_hash(key, code, lasti) & m;
+    while (c->slots[i].code) {
+        cacheslot_t *o = &c->slots[i];
+        if (o->code == code && o->key == key && o->lasti == lasti) break;   /* a stale fp */
+        i = (i + 1) & m;
+    }
+    if (!c->slots[i].code) c->count++;
+    c->slots[i] = (cacheslot_t){code, fp, key, lasti, a, b};
+}
+
+void _fil_callsite_forget_positions(void) {
+    if (node_cache.slots) memset(node_cache.slots, 0, node_cache.capacity * sizeof(cacheslot_t));
+    if (position_cache.slots)
+        memset(position_cache.slots, 0, position_cache.capacity * sizeof(cacheslot_t));
+    node_cache.count = position_cache.count = 0;
 }
 
 int _fil_callsite_cache_get(callsite_t parent, const void *code, int32_t lasti, uintptr_t fp,
                             callsite_t *node) {
-    if (!cache_count) return 0;
-    uint32_t m = cache_cap - 1;
-    for (uint32_t i = cache_hash(parent, code, lasti) & m;; i = (i + 1) & m) {
-        cacheslot_t *s = &cache[i];
-        if (!s->used) return 0;
-        if (s->code == code && s->parent == parent && s->lasti == lasti && s->fp == fp) {
-            *node = s->node;
-            return 1;
-        }
-    }
+    cacheslot_t *s = keycache_find(&node_cache, parent, code, lasti, fp);
+    if (!s) return 0;
+    *node = s->a;
+    return 1;
 }
 
 void _fil_callsite_cache_put(callsite_t parent, const void *code, int32_t lasti, uintptr_t fp,
                              callsite_t node) {
-    if ((cache_count + 1) * 4 > cache_cap * 3) {
-        uint32_t ncap = cache_cap ? cache_cap * 2 : 4096;
-        cacheslot_t *n = prim_pages_alloc((size_t)ncap * sizeof(cacheslot_t));
-        if (!n) return;   /* only a cache: lookups just stay slower */
-        for (uint32_t i = 0; i < cache_cap; i++) {
-            if (!cache[i].used) continue;
-            uint32_t j = cache_hash(cache[i].parent, cache[i].code, cache[i].lasti) & (ncap - 1);
-            while (n[j].used) j = (j + 1) & (ncap - 1);
-            n[j] = cache[i];
-        }
-        prim_pages_free(cache, (size_t)cache_cap * sizeof(cacheslot_t));
-        cache = n;
-        cache_cap = ncap;
-    }
-    uint32_t m = cache_cap - 1;
-    uint32_t i = cache_hash(parent, code, lasti) & m;
-    while (cache[i].used) {
-        if (cache[i].code == code && cache[i].parent == parent && cache[i].lasti == lasti) break;
-        i = (i + 1) & m;
-    }
-    if (!cache[i].used) cache_count++;
-    cache[i] = (cacheslot_t){code, fp, parent, lasti, node, 1};
+    keycache_put(&node_cache, parent, code, lasti, fp, node, 0);
+}
+
+int _fil_callsite_position_get(const void *code, int32_t lasti, uintptr_t fp, uint32_t *func,
+                               uint32_t *line) {
+    cacheslot_t *s = keycache_find(&position_cache, 0, code, lasti, fp);
+    if (!s) return 0;
+    *func = s->a;
+    *line = s->b;
+    return 1;
+}
+
+void _fil_callsite_position_put(const void *code, int32_t lasti, uintptr_t fp, uint32_t func,
+                                uint32_t line) {
+    keycache_put(&position_cache, 0, code, lasti, fp, func, line);
 }
 
 callsite_t _fil_callsite_parent(callsite_t cs) { return cs < nnodes ? nodes[cs].parent : 0; }

@@ -78,6 +78,19 @@ void _fil_callsite_reset_all(void);  /* unit tests only: forget everything */
    trie is full (that overflow node stands for "[too many call stacks]"). */
 callsite_t _fil_callsite_child(callsite_t parent, const char *file, size_t file_len,
                                const char *name, size_t name_len, uint32_t line);
+/* Interned function (file, name); CALLSITE_FUNC_NONE when memory is refused. */
+#define CALLSITE_FUNC_NONE UINT32_MAX
+#define CALLSITE_FUNC_HIDDEN (UINT32_MAX - 1)   /* a position whose frames are not shown */
+uint32_t _fil_callsite_func(const char *file, size_t file_len, const char *name, size_t name_len);
+/* The child of parent for an interned function and line (CALLSITE_MAX when full). */
+callsite_t _fil_callsite_child_of(callsite_t parent, uint32_t func, uint32_t line);
+/* Position cache: (code, offset, fingerprint) -> (function or CALLSITE_FUNC_HIDDEN, line). */
+int _fil_callsite_position_get(const void *code, int32_t lasti, uintptr_t fp, uint32_t *func,
+                               uint32_t *line);
+void _fil_callsite_position_put(const void *code, int32_t lasti, uintptr_t fp, uint32_t func,
+                                uint32_t line);
+/* Forget both interpreter-key caches (what is hidden changed). Nodes stay. */
+void _fil_callsite_forget_positions(void);
 /* Interpreter-key cache: 1 and *node if known. */
 int _fil_callsite_cache_get(callsite_t parent, const void *code, int32_t lasti, uintptr_t fp,
                             callsite_t *node);

@@ -17,7 +17,10 @@
  * syscall so that the common side pays nothing.
  *
  * The bias stays revoked while other threads keep tracking; the owner restores it, under the
- * spinlock, after BIAS_QUIET acquisitions during which no other thread took the lock. Without
+ * spinlock, after a run of acquisitions during which no other thread took the lock: 4096 at
+ * first, doubling at each revocation up to about a million, so that a process whose other
+ * threads allocate now and then does not pay a membarrier (an interrupt to every core) each
+ * time. Without
  * membarrier (old kernels, some sandboxes) or under ThreadSanitizer (which cannot see the
  * barrier) the bias is never granted and this is a plain spinlock.
  */
@@ -27,7 +30,8 @@
 #include <sched.h>
 #include <stdatomic.h>
 
-#define BIAS_QUIET 4096
+#define BIAS_QUIET_FIRST 4096u
+#define BIAS_QUIET_MAX (1u << 20)
 
 static atomic_int spin;                 /* the spinlock */
 static atomic_int revoked = 1;          /* 1: the owner must use the spinlock too */
@@ -37,6 +41,7 @@ static int bias_supported;
 static unsigned nonowner_ops;           /* under the spinlock */
 static unsigned quiet_owner_ops;        /* under the spinlock, by the owner */
 static unsigned seen_nonowner_ops;
+static unsigned quiet_needed = BIAS_QUIET_FIRST;   /* under the spinlock */
 
 static __thread char tl_identity __attribute__((tls_model("initial-exec")));
 static __thread int tl_fast __attribute__((tls_model("initial-exec")));  /* holding via fast path */
@@ -68,6 +73,7 @@ static void spin_unlock(void) { atomic_store_explicit(&spin, 0, memory_order_rel
 static void revoke(void) {
     if (atomic_load_explicit(&revoked, memory_order_relaxed)) return;
     atomic_store_explicit(&revoked, 1, memory_order_relaxed);
+    if (quiet_needed < BIAS_QUIET_MAX) quiet_needed *= 2;
     prim_membarrier();
     while (atomic_load_explicit(&owner_busy, memory_order_acquire)) cpu_relax();
 }
@@ -84,7 +90,7 @@ void _fil_lock(void) {
         spin_lock();
         /* Alone for long enough: take the bias back. */
         if (bias_supported && nonowner_ops == seen_nonowner_ops) {
-            if (++quiet_owner_ops >= BIAS_QUIET) atomic_store_explicit(&revoked, 0, memory_order_relaxed);
+            if (++quiet_owner_ops >= quiet_needed) atomic_store_explicit(&revoked, 0, memory_order_relaxed);
         } else {
             seen_nonowner_ops = nonowner_ops;
             quiet_owner_ops = 0;

@@ -87,17 +87,29 @@ static inline uintptr_t fingerprint(PyCodeObject *code) {
            (uintptr_t)code->co_firstlineno;
 }
 
-/* A frame position seen for the first time: names and line, interned. */
-static callsite_t resolve(callsite_t parent, PyCodeObject *code, int32_t lasti) {
-    static char file_buf[4096], name_buf[1024];   /* under the tracking lock */
-    size_t flen, nlen;
-    const char *file = utf8_of(code->co_filename, file_buf, sizeof file_buf, &flen);
-    if (is_hidden(file, flen)) return parent;
-    const char *name = utf8_of(code->co_qualname, name_buf, sizeof name_buf, &nlen);
-    int line = lasti < 0 ? code->co_firstlineno
-                         : PyCode_Addr2Line(code, lasti * (int)sizeof(_Py_CODEUNIT));
-    if (line < 0) line = code->co_firstlineno;
-    return _fil_callsite_child(parent, file, flen, name, nlen, (uint32_t)line);
+/* A (parent, position) pair seen for the first time. The position's function and line are
+   computed once per position (names read, line table scanned) and cached; a position met again
+   under another parent only interns the new node. */
+static callsite_t resolve(callsite_t parent, PyCodeObject *code, int32_t lasti, uintptr_t fp) {
+    uint32_t func, line;
+    if (!_fil_callsite_position_get(code, lasti, fp, &func, &line)) {
+        static char file_buf[4096], name_buf[1024];   /* under the tracking lock */
+        size_t flen, nlen;
+        const char *file = utf8_of(code->co_filename, file_buf, sizeof file_buf, &flen);
+        if (is_hidden(file, flen)) {
+            func = CALLSITE_FUNC_HIDDEN;
+            line = 0;
+        } else {
+            const char *name = utf8_of(code->co_qualname, name_buf, sizeof name_buf, &nlen);
+            int l = lasti < 0 ? code->co_firstlineno
+                              : PyCode_Addr2Line(code, lasti * (int)sizeof(_Py_CODEUNIT));
+            line = (uint32_t)(l < 0 ? code->co_firstlineno : l);
+            func = _fil_callsite_func(file, flen, name, nlen);
+            if (func == CALLSITE_FUNC_NONE) return CALLSITE_MAX;
+        }
+        _fil_callsite_position_put(code, lasti, fp, func, line);
+    }
+    return func == CALLSITE_FUNC_HIDDEN ? parent : _fil_callsite_child_of(parent, func, line);
 }
 
 /* A native thread's allocation when no single Python thread is waiting on native work: charged
@@ -175,7 +187,7 @@ static callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate) {
         uintptr_t fp = fingerprint(code);
         callsite_t child;
         if (!_fil_callsite_cache_get(node, code, e->lasti, fp, &child)) {
-            child = resolve(node, code, e->lasti);
+            child = resolve(node, code, e->lasti, fp);
             _fil_callsite_cache_put(node, code, e->lasti, fp, child);
         }
         e->node = child;
@@ -186,6 +198,7 @@ static callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate) {
 
 int _fil_pystack_set_hidden(const char *const *files, int count) {
     _fil_lock();
+    _fil_callsite_forget_positions();   /* cached positions know what was hidden before */
     nhidden = 0;
     for (int i = 0; i < count && nhidden < MAX_HIDDEN; i++) {
         size_t len = strlen(files[i]);
