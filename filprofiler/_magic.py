@@ -77,7 +77,7 @@ def _run_profiled(body, value, global_ns, local_ns):
     __tracebackhide__ = True  # noqa: F841 (read by IPython's traceback formatter)
     from . import _filpreload
 
-    _filpreload.start([], True)
+    _filpreload.start(_report.hidden_files(), True)
     try:
         exec(body, global_ns, local_ns)
         return eval(value, global_ns, local_ns) if value is not None else None

@@ -26,7 +26,7 @@ def _run_profiled(func):
     calls func: the core cuts this thread's stacks here, so the report starts at func."""
     from . import _filpreload
 
-    _filpreload.start([], True)
+    _filpreload.start(_report.hidden_files(), True)
     try:
         return func()
     finally:
