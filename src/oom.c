@@ -159,6 +159,12 @@ typedef struct {
     size_t cap, len;
 } text_t;
 
+/* An empty text over buf[0..cap). */
+static text_t text_on(char *buf, size_t cap) {
+    buf[0] = '\0';
+    return (text_t){buf, cap, 0};
+}
+
 static void put(text_t *t, const char *s) {
     size_t n = strlen(s);
     if (t->len + n >= t->cap) n = t->cap - 1 - t->len;
@@ -284,8 +290,7 @@ static const char *errno_name(int e) {
 
 static void say_error(const char *what, int err) {
     char line[512];
-    text_t t = {line, sizeof line, 0};
-    line[0] = '\0';
+    text_t t = text_on(line, sizeof line);
     put(&t, "=fil-profile= error: could not ");
     put(&t, what);
     put(&t, ": ");
@@ -358,8 +363,7 @@ static void report_and_exit(const char *reason, const oom_verdict_t *v, uint64_t
     int ok_dir = new_run_dir(dir, sizeof dir) == 0;
     int err = errno;
     char msg[2048];
-    text_t t = {msg, sizeof msg, 0};
-    msg[0] = '\0';
+    text_t t = text_on(msg, sizeof msg);
     put(&t, "=fil-profile= Out of memory: ");
     put(&t, reason);
     put(&t, "\n=fil-profile= ");
@@ -370,8 +374,7 @@ static void report_and_exit(const char *reason, const oom_verdict_t *v, uint64_t
         say_error("create the report directory", err);
         _exit(FIL_OOM_EXIT_CODE);
     }
-    text_t p = {prof, sizeof prof, 0};
-    prof[0] = '\0';
+    text_t p = text_on(prof, sizeof prof);
     put(&p, dir);
     put(&p, "/out-of-memory.prof");
     uint64_t total;
@@ -381,8 +384,7 @@ static void report_and_exit(const char *reason, const oom_verdict_t *v, uint64_t
     }
     /* The note for index.html: the same figures, in words. */
     char note[1024];
-    text_t n = {note, sizeof note, 0};
-    note[0] = '\0';
+    text_t n = text_on(note, sizeof note);
     put(&n, "The program ran out of memory: ");
     put(&n, reason);
     put(&n, ". ");
@@ -392,8 +394,7 @@ static void report_and_exit(const char *reason, const oom_verdict_t *v, uint64_t
         put(&n, " The request that failed is drawn as [failed allocation] under the line that"
                 " made it.");
     put(&n, " The profiler stopped the program with exit code 53.");
-    text_t s = {svg, sizeof svg, 0};
-    svg[0] = '\0';
+    text_t s = text_on(svg, sizeof svg);
     if (render(dir, prof, note) == 0) {
         put(&s, "=fil-profile= Wrote memory usage flamegraph to ");
         put(&s, dir);
@@ -424,8 +425,7 @@ void _fil_oom_poll(void) {
     oom_verdict_t v;
     if (_fil_oom_assess(&m, threshold_override, since > 0 ? (uint64_t)since : 0, &v)) {
         char reason[256];
-        text_t t = {reason, sizeof reason, 0};
-        reason[0] = '\0';
+        text_t t = text_on(reason, sizeof reason);
         put(&t, "available memory fell under the threshold (");
         put(&t, figure_name(v.which));
         put(&t, ")");
@@ -445,8 +445,7 @@ void _fil_oom_on_failure(uint64_t size) {
     oom_verdict_t v;
     _fil_oom_assess(&m, threshold_override, 0, &v);
     char reason[128];
-    text_t t = {reason, sizeof reason, 0};
-    reason[0] = '\0';
+    text_t t = text_on(reason, sizeof reason);
     put(&t, "an allocation of ");
     put_u64(&t, size, 0);
     put(&t, " bytes (");
