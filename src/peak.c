@@ -26,24 +26,42 @@
 
 #include <string.h>
 
+/* Resize one per-callsite array from `from` to `to` entries of `elem` bytes. */
+static int resize(void **arr, size_t elem, size_t from, size_t to) {
+    if (to == 0) {
+        prim_pages_free(*arr, from * elem);
+        *arr = NULL;
+        return 0;
+    }
+    void *q = prim_pages_resize(*arr, from * elem, to * elem);
+    if (!q) return -1;
+    *arr = q;
+    return 0;
+}
+
 int _fil_peak_reserve(peak_t *p, uint32_t n) {
     if (n <= p->capacity) return 0;
     uint32_t cap = p->capacity ? p->capacity : 4096;
     while (cap < n) cap *= 2;
-    size_t o = p->capacity, c = cap;
-    uint64_t *live = prim_pages_resize(p->live, o * 8, c * 8);
-    if (!live) return -1;
-    p->live = live;
-    uint64_t *snap = prim_pages_resize(p->snap, o * 8, c * 8);
-    if (!snap) return -1;
-    p->snap = snap;
-    uint32_t *dirty = prim_pages_resize(p->dirty, o * 4, c * 4);
-    if (!dirty) return -1;
-    p->dirty = dirty;
-    uint8_t *is_dirty = prim_pages_resize(p->is_dirty, o, c);
-    if (!is_dirty) return -1;
-    p->is_dirty = is_dirty;
-    /* mremap'd growth of anonymous memory is zero-filled. */
+    void *arrays[4] = {p->live, p->snap, p->dirty, p->is_dirty};
+    static const size_t elem[4] = {8, 8, 4, 1};
+    for (int i = 0; i < 4; i++) {
+        if (resize(&arrays[i], elem[i], p->capacity, cap) < 0) {
+            /* All four keep one capacity: give back what already grew. Shrinking a mapping
+               does not fail. */
+            for (int j = 0; j < i; j++) resize(&arrays[j], elem[j], cap, p->capacity);
+            p->live = arrays[0];
+            p->snap = arrays[1];
+            p->dirty = arrays[2];
+            p->is_dirty = arrays[3];
+            return -1;
+        }
+    }
+    /* Growth of anonymous memory is zero-filled. */
+    p->live = arrays[0];
+    p->snap = arrays[1];
+    p->dirty = arrays[2];
+    p->is_dirty = arrays[3];
     p->capacity = cap;
     return 0;
 }
