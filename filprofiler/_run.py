@@ -72,10 +72,10 @@ def _install_sigusr2(out_dir, command_line):
 
 
 def _strip_own_frames(tb):
-    import runpy
-
-    own = {os.path.abspath(__file__), os.path.abspath(runpy.__file__)}
-    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) in own:
+    """The traceback without this file's frames, which plain python would not have. (runpy's
+    frames stay: `python -m` shows them too.)"""
+    own = os.path.abspath(__file__)
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) == own:
         tb = tb.tb_next
     return tb
 
@@ -94,38 +94,35 @@ def _main_module(path):
 
 
 def _execute(mode, target, args, hidden):
-    """Everything the program runs happens above this frame, which the core cuts away."""
+    """Set the program up as plain python would, then run it. Tracking starts in this frame,
+    which the core cuts away with everything below it; `run` is this file's too, and this file's
+    frames are among `hidden`, so every stack starts at the program's own code."""
     from filprofiler import _filpreload
 
+    sys.argv = [target] + args
     if mode == "module":
         import runpy
 
-        sys.argv = [target] + args
         sys.path.insert(0, os.getcwd())  # as `python -m`: the current directory comes first
-        _state["started"] = True
-        _filpreload.start(hidden, True)
-        runpy._run_module_as_main(target, alter_argv=True)
+        run = lambda: runpy._run_module_as_main(target, alter_argv=True)  # noqa: E731
     elif os.path.isdir(target) or not target.endswith((".py", ".pyw")) and _is_zip(target):
         import runpy
 
         # As `python DIR_OR_ZIP`: its absolute path first on sys.path, then its __main__ module.
-        sys.argv = [target] + args
         sys.path.insert(0, os.path.abspath(target))
-        _state["started"] = True
-        _filpreload.start(hidden, True)
-        runpy._run_module_as_main("__main__", alter_argv=False)
+        run = lambda: runpy._run_module_as_main("__main__", alter_argv=False)  # noqa: E731
     else:
         path = target if os.path.isabs(target) else os.path.join(os.getcwd(), target)
         with open(path, "rb") as f:
             source = f.read()
-        sys.argv = [target] + args
         sys.path.insert(0, os.path.dirname(os.path.realpath(path)))
         main = _main_module(path)
         sys.modules["__main__"] = main
         code = compile(source, path, "exec", dont_inherit=True)
-        _state["started"] = True
-        _filpreload.start(hidden, True)
-        exec(code, main.__dict__)
+        run = lambda: exec(code, main.__dict__)  # noqa: E731
+    _state["started"] = True
+    _filpreload.start(hidden, True)
+    run()
 
 
 def _is_zip(path):
