@@ -203,6 +203,10 @@ callsite_t _fil_callsite_child(callsite_t parent, const char *file, size_t file_
     return _fil_callsite_child_of(parent, _fil_callsite_func(file, file_len, name, name_len), line);
 }
 
+callsite_t _fil_callsite_marker(callsite_t parent, const char *name) {
+    return _fil_callsite_child(parent, "", 0, name, strlen(name), 0);
+}
+
 static uint32_t cache_hash(uint32_t key, const void *code, int32_t lasti) {
     return mix3(key, (uint32_t)((uintptr_t)code >> 4) ^ (uint32_t)((uintptr_t)code >> 36),
                 (uint32_t)lasti);

@@ -78,6 +78,9 @@ void _fil_callsite_reset_all(void);  /* unit tests only: forget everything */
    trie is full (that overflow node stands for "[too many call stacks]"). */
 callsite_t _fil_callsite_child(callsite_t parent, const char *file, size_t file_len,
                                const char *name, size_t name_len, uint32_t line);
+/* A frame the profiler adds itself ("[failed allocation]", "[native thread: ...]"): no file,
+   no line, only its bracketed name, which is how reports print it. */
+callsite_t _fil_callsite_marker(callsite_t parent, const char *name);
 /* Interned function (file, name); CALLSITE_FUNC_NONE when memory is refused. */
 #define CALLSITE_FUNC_NONE UINT32_MAX
 #define CALLSITE_FUNC_HIDDEN (UINT32_MAX - 1)   /* a position whose frames are not shown */

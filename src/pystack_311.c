@@ -115,11 +115,11 @@ static callsite_t resolve(callsite_t parent, PyCodeObject *code, int32_t lasti, 
 /* A native thread's allocation when no single Python thread is waiting on native work: charged
    to the stack that created the thread, under a marker frame that makes the fallback visible. */
 static callsite_t native_fallback(fil_thread_t *ts) {
-    static const char marker[] = "[native thread: charged to the code that started it]";
     if (ts->inherited == CALLSITE_NO_PYTHON) return CALLSITE_NO_PYTHON;
     if (ts->fallback_parent != ts->inherited || ts->fallback_node == CALLSITE_NO_PYTHON) {
         ts->fallback_parent = ts->inherited;
-        ts->fallback_node = _fil_callsite_child(ts->inherited, "", 0, marker, sizeof marker - 1, 0);
+        ts->fallback_node = _fil_callsite_marker(
+            ts->inherited, "[native thread: charged to the code that started it]");
     }
     return ts->fallback_node;
 }

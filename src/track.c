@@ -184,10 +184,9 @@ uint64_t _fil_track_munmap(void *p, size_t len) {
 }
 
 void _fil_track_add_failed(uint64_t bytes) {
-    static const char name[] = "[failed allocation]";
     _fil_lock();
     callsite_t cs = current_callsite_locked();
-    callsite_t leaf = _fil_callsite_child(cs, "", 0, name, sizeof name - 1, 0);
+    callsite_t leaf = _fil_callsite_marker(cs, "[failed allocation]");
     if (leaf == CALLSITE_MAX) leaf = cs;   /* no memory for one more node: the line itself */
     if (ensure_peak_slot(leaf) == 0) _fil_peak_add(&peak, leaf, bytes);
     _fil_unlock();
