@@ -30,7 +30,7 @@ LDFLAGS_SAN = -fsanitize=$(SANITIZE)
 endif
 
 # Sources that know nothing about Python: linked into unit tests and the library alike.
-CORE_SRCS = src/arena.c src/alloc_table.c src/range_table.c src/callsite.c src/peak.c src/outbuf.c src/prof_write.c \
+CORE_SRCS = src/arena.c src/alloc_table.c src/small_map.c src/range_table.c src/callsite.c src/peak.c src/outbuf.c src/prof_write.c \
             src/prim_linux.c src/lock.c src/track.c src/oom.c
 # The renderer: collapsed stacks in, SVG/HTML out. No Python, no malloc.
 RENDER_SRCS = src/render_tree.c src/render_svg.c src/render_html.c src/escape.c

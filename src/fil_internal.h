@@ -44,6 +44,22 @@ int _fil_alloc_table_remove(alloc_table_t *t, uintptr_t ptr, uint64_t *size, cal
 void _fil_alloc_table_clear(alloc_table_t *t);
 size_t _fil_alloc_table_bytes(const alloc_table_t *t);
 
+/* ---- small_map.c: pymalloc's blocks, one 32-bit entry per 16 bytes beside each arena ---- */
+/* An entry is (callsite + 1) << SMALL_SIZE_BITS | size; 0 = empty. Bigger sizes or callsites
+   go to the allocation table. Protected by the tracking lock (the arena calls take it). */
+#define SMALL_SIZE_BITS 10
+#define SMALL_MAX_SIZE ((1u << SMALL_SIZE_BITS) - 1)
+#define SMALL_MAX_CALLSITE ((1u << (32 - SMALL_SIZE_BITS)) - 2)
+/* A new zeroed arena of size bytes (a multiple of the page size, at most 1 MiB) with its side
+   table, or NULL (then the caller maps a plain one). */
+void *_fil_small_arena_map(size_t size);
+/* Unmap an arena from _fil_small_arena_map and return 1; 0 (nothing done) for any other. */
+int _fil_small_arena_unmap(void *arena, size_t size);
+/* The entry for a block at p, or NULL when p is not in an arena of ours. */
+uint32_t *_fil_small_entry(uintptr_t p);
+void _fil_small_clear(void);
+size_t _fil_small_bytes(void);   /* side tables mapped, in bytes */
+
 /* ---- range_table.c: live anonymous mappings, [start, start+len) -> callsite ---- */
 /* A sorted array of disjoint ranges; mappings are few (thousands), unmaps may be partial. */
 typedef struct {

@@ -19,6 +19,9 @@ void prim_pages_free(void *p, size_t size);
 /* Grow or shrink a region from prim_pages_alloc, moving it if needed; NULL on failure
    (the old region is then untouched). */
 void *prim_pages_resize(void *p, size_t old_size, size_t new_size);
+/* Give back the pages of [p, p+size) (page-aligned, private anonymous memory); they read as
+   zeros afterwards. */
+void prim_pages_zero(void *p, size_t size);
 /* Bytes currently held through prim_pages_* (the profiler's own memory). */
 size_t prim_pages_in_use(void);
 

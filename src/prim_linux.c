@@ -75,6 +75,10 @@ void *prim_pages_resize(void *p, size_t old_size, size_t new_size) {
     return q;
 }
 
+void prim_pages_zero(void *p, size_t size) {
+    if (syscall(SYS_madvise, p, round_pages(size), MADV_DONTNEED) != 0) memset(p, 0, size);
+}
+
 size_t prim_pages_in_use(void) { return atomic_load_explicit(&pages_in_use, memory_order_relaxed); }
 
 void prim_write_stderr(const char *buf, size_t len) {

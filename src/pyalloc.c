@@ -1,12 +1,13 @@
 /* pyalloc.c: Python's own allocators, seen by the tracker.
  *
- * pymalloc serves small objects from 256 KiB arenas it maps itself; tracked at the arena level
- * they would be invisible (one arena = many objects, freed objects still "in use"). Rather than
- * forcing PYTHONMALLOC=malloc, which slows every object allocation, the object and memory domains
- * are wrapped (PyMem_SetAllocator, as tracemalloc does): each call goes to the previous allocator
- * and the block is recorded at its requested size. pymalloc's arenas are then obtained with raw
- * mmap (PyObject_SetArenaAllocator) so they are not counted a second time; requests above 512
- * bytes that pymalloc forwards to malloc run with the guard set, for the same reason.
+ * pymalloc serves small objects from arenas (1 MiB in 3.11) it maps itself; tracked at the
+ * arena level they would be invisible (one arena = many objects, freed objects still "in use").
+ * Rather than forcing PYTHONMALLOC=malloc, which slows every object allocation, the object and
+ * memory domains are wrapped (PyMem_SetAllocator, as tracemalloc does): each call goes to the
+ * previous allocator and the block is recorded at its requested size. pymalloc's arenas are then
+ * obtained with raw mmap (PyObject_SetArenaAllocator) so they are not counted a second time,
+ * each with a side table where its blocks are recorded (small_map.c); requests above 512 bytes
+ * that pymalloc forwards to malloc run with the guard set, for the same reason.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -72,15 +73,19 @@ static void w_free(void *ctx, void *p) {
     a->free(a->ctx, p);
 }
 
+/* Arenas come with a side table where their blocks are recorded (small_map.c); if that mapping
+   is refused, a plain one still serves the program and its blocks go to the allocation table. */
 static void *arena_alloc(void *ctx, size_t size) {
     (void)ctx;
-    void *p = prim_sys_mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *p = _fil_small_arena_map(size);
+    if (p) return p;
+    p = prim_sys_mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
 
 static void arena_free(void *ctx, void *p, size_t size) {
     (void)ctx;
-    prim_sys_munmap(p, size);
+    if (!_fil_small_arena_unmap(p, size)) prim_sys_munmap(p, size);
 }
 
 void _fil_pyalloc_install(void) {

@@ -108,7 +108,7 @@ static PyObject *py_stats(PyObject *self, PyObject *unused) {
     _fil_track_stats(&live, &peak);
     _fil_tl_guard--;
     return Py_BuildValue("KKK", (unsigned long long)live, (unsigned long long)peak,
-                         (unsigned long long)prim_pages_in_use());
+                         (unsigned long long)(prim_pages_in_use() + _fil_small_bytes()));
 }
 
 /* oom_configure(out_dir, command_line=None): where an out-of-memory report goes (oom.c). */

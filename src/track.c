@@ -108,8 +108,27 @@ static void on_range_removed(void *ctx, callsite_t cs, uint64_t bytes) {
     _fil_peak_sub(&peak, cs, bytes);
 }
 
+/* Hash-table entries for blocks inside pymalloc arenas (their callsite or size did not fit a
+   side-table entry). While there are none, a block missing from its side table is untracked and
+   the hash table need not be searched. */
+static size_t small_spilled;
+
+static inline uint32_t small_pack(callsite_t cs, uint64_t size) {
+    return ((cs + 1) << SMALL_SIZE_BITS) | (uint32_t)size;
+}
+
 static void add_locked(void *p, size_t size, callsite_t cs) {
     if (ensure_peak_slot(cs) < 0) return;
+    uint32_t *e = _fil_small_entry((uintptr_t)p);
+    if (e && FIL_LIKELY(size <= SMALL_MAX_SIZE && cs <= SMALL_MAX_CALLSITE)) {
+        uint32_t old = *e;
+        *e = small_pack(cs, size);
+        /* Present already: its free went by unseen (e.g. from a signal handler inside a hook). */
+        if (FIL_UNLIKELY(old))
+            _fil_peak_sub(&peak, (old >> SMALL_SIZE_BITS) - 1, old & SMALL_MAX_SIZE);
+        _fil_peak_add(&peak, cs, size);
+        return;
+    }
     if (FIL_UNLIKELY(size >= ALLOC_TABLE_MAX_SIZE)) {
         _fil_warn_once("an allocation of 1 TiB or more is not tracked");
         return;
@@ -121,15 +140,35 @@ static void add_locked(void *p, size_t size, callsite_t cs) {
         _fil_warn_once("out of memory for the profiler's tables; some allocations are not tracked");
         return;
     }
-    /* Present already: its free went by unseen (e.g. from a signal handler inside a hook). */
+    if (e) {
+        if (r == 0) small_spilled++;
+        if (*e) {   /* a stale side entry for the same block */
+            _fil_peak_sub(&peak, (*e >> SMALL_SIZE_BITS) - 1, *e & SMALL_MAX_SIZE);
+            *e = 0;
+        }
+    }
     if (r == 1) _fil_peak_sub(&peak, old_cs, old_size);
     _fil_peak_add(&peak, cs, size);
 }
 
-static void remove_locked(void *p) {
-    uint64_t size;
-    callsite_t cs;
-    if (_fil_alloc_table_remove(&heap, (uintptr_t)p, &size, &cs)) _fil_peak_sub(&peak, cs, size);
+/* Forget p; 1 and what it was if it was tracked. */
+static int remove_locked(void *p, uint64_t *size, callsite_t *cs) {
+    uint32_t *e = _fil_small_entry((uintptr_t)p);
+    if (e) {
+        uint32_t v = *e;
+        if (FIL_LIKELY(v)) {
+            *e = 0;
+            *size = v & SMALL_MAX_SIZE;
+            *cs = (v >> SMALL_SIZE_BITS) - 1;
+            _fil_peak_sub(&peak, *cs, *size);
+            return 1;
+        }
+        if (!small_spilled) return 0;
+    }
+    if (!_fil_alloc_table_remove(&heap, (uintptr_t)p, size, cs)) return 0;
+    if (e) small_spilled--;
+    _fil_peak_sub(&peak, *cs, *size);
+    return 1;
 }
 
 void _fil_track_alloc(void *p, size_t size) {
@@ -142,15 +181,16 @@ void _fil_track_alloc(void *p, size_t size) {
 }
 
 void _fil_track_free(void *p) {
+    uint64_t size;
+    callsite_t cs;
     _fil_lock();
-    remove_locked(p);
+    remove_locked(p, &size, &cs);
     _fil_unlock();
 }
 
 int _fil_track_take(void *p, uint64_t *size, callsite_t *cs) {
     _fil_lock();
-    int found = _fil_alloc_table_remove(&heap, (uintptr_t)p, size, cs);
-    if (found) _fil_peak_sub(&peak, *cs, *size);
+    int found = remove_locked(p, size, cs);
     _fil_unlock();
     return found;
 }
@@ -195,6 +235,8 @@ void _fil_track_add_failed(uint64_t bytes) {
 void _fil_track_reset(void) {
     _fil_lock();
     _fil_alloc_table_clear(&heap);
+    _fil_small_clear();
+    small_spilled = 0;
     _fil_range_clear(&maps);
     _fil_peak_clear(&peak);
     _fil_unlock();

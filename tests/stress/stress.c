@@ -3,7 +3,8 @@
  * Each of N threads (default 16) performs OPS random operations (default 1,000,000) on its own
  * set of slots: malloc, calloc, realloc (growing, shrinking, to zero), free, posix_memalign,
  * aligned_alloc, anonymous mmap, munmap of a whole mapping or of a part of it (leaving one or two
- * pieces), and mremap. Sizes are random, mostly small with a tail of large ones. Every block
+ * pieces), and mremap; in the engine stress also blocks carved from a pymalloc-like arena with a
+ * side table (small_map.c), which each thread now and then unmaps and maps anew. Sizes are random, mostly small with a tail of large ones. Every block
  * carries a tag in its first and last byte that is checked before it is released, so a profiler
  * that corrupts memory, or hands one block out twice, is caught. At the end each thread frees
  * everything it still holds.
@@ -45,7 +46,7 @@
 #define NSLOTS 512
 #define MAX_THREADS 64
 
-enum { EMPTY, HEAP, MAP };
+enum { EMPTY, HEAP, MAP, POOL };
 
 typedef struct {
     unsigned char *p;
@@ -58,6 +59,8 @@ typedef struct {
     long ops;
     uint64_t seed;
     long errors;   /* tag mismatches and failed calls that should not fail */
+    unsigned char *arena;   /* engine stress: this thread's arena (POOL blocks), or NULL */
+    int pool_blocks;        /* POOL blocks live in it */
 } worker_t;
 
 /* ---- the operations: libc call, then (engine stress only) what the hooks would tell the
@@ -157,6 +160,31 @@ static void *do_mremap(void *old, size_t old_len, size_t new_len) {
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* ---- engine stress: pymalloc-like blocks. Slot i's block lies at arena + i * POOL_STRIDE, at
+   most POOL_STRIDE bytes, so blocks of different slots never overlap. ---- */
+#ifdef FIL_STRESS_ENGINE
+#define ARENA_BYTES ((size_t)1 << 20)
+#define POOL_STRIDE (ARENA_BYTES / NSLOTS)
+
+static void *pool_alloc(worker_t *w, size_t i, size_t size) {
+    if (!w->arena) w->arena = _fil_small_arena_map(ARENA_BYTES);
+    if (!w->arena) return NULL;
+    void *p = w->arena + i * POOL_STRIDE;
+    _fil_track_alloc(p, size);
+    w->pool_blocks++;
+    return p;
+}
+
+static void pool_free(worker_t *w, void *p) {
+    _fil_track_free(p);
+    /* An empty arena goes back, as pymalloc's do; the next block maps a fresh one. */
+    if (--w->pool_blocks == 0) {
+        if (_fil_small_arena_unmap(w->arena, ARENA_BYTES) != 1) w->errors++;
+        w->arena = NULL;
+    }
+}
+#endif
+
 /* ---- tags: the first and last byte of every block ---- */
 
 static unsigned char tag_of(const worker_t *w, size_t slot) {
@@ -195,6 +223,9 @@ static void release(worker_t *w, slot_t *slots, size_t i) {
     slot_t *s = &slots[i];
     if (!tag_ok(s, tag_of(w, i))) w->errors++;
     if (s->kind == HEAP) do_free(s->p);
+#ifdef FIL_STRESS_ENGINE
+    else if (s->kind == POOL) pool_free(w, s->p);
+#endif
     else if (s->kind == MAP && do_munmap(s->p, s->size) != 0) w->errors++;
     s->kind = EMPTY;
 }
@@ -210,6 +241,16 @@ static void step(worker_t *w, slot_t *slots, rng_t *r) {
     if (s->kind == EMPTY) {
         size_t size = random_size(r);
         void *p;
+#ifdef FIL_STRESS_ENGINE
+        if (rng_below(r, 4) == 0) {
+            size = rng_range(r, 1, POOL_STRIDE);
+            p = pool_alloc(w, i, size);
+            if (!p) { w->errors++; return; }
+            *s = (slot_t){p, size, POOL};
+            tag(s, t);
+            return;
+        }
+#endif
         if (roll < 45) {
             p = do_malloc(size);
         } else if (roll < 65) {
@@ -235,6 +276,8 @@ static void step(worker_t *w, slot_t *slots, rng_t *r) {
         if (!p) { w->errors++; return; }
         *s = (slot_t){p, size, HEAP};
         tag(s, t);
+    } else if (s->kind == POOL) {
+        release(w, slots, i);
     } else if (s->kind == HEAP) {
         if (!tag_ok(s, t)) w->errors++;
         if (roll < 55) {
@@ -318,7 +361,7 @@ static long run_workers(int nthreads, long ops, uint64_t seed) {
     int started = 0;
     long errors = 0;
     for (int i = 0; i < nthreads; i++) {
-        workers[i] = (worker_t){i, ops, seed * 1000003u + (uint64_t)i, 0};
+        workers[i] = (worker_t){i, ops, seed * 1000003u + (uint64_t)i, 0, NULL, 0};
         if (pthread_create(&tids[i], NULL, worker_main, &workers[i]) != 0) break;
         started++;
     }

@@ -1,0 +1,120 @@
+/* small_map.c: the live blocks of pymalloc's arenas, kept beside the arenas themselves.
+ *
+ * Most allocations of a Python program are pymalloc blocks of at most 512 bytes, carved from
+ * pools inside arenas that pymalloc asks for through the arena allocator (pyalloc.c). In the
+ * allocation table every one of them would cost a random access into a big hash table on
+ * allocation and again on free: a cache miss and, once the table outgrows the TLB, a page walk.
+ * Instead each arena is mapped with a side table right behind it, one 32-bit entry per 16-byte
+ * granule of the arena, so a block's entry is at (block - arena) / 16. Blocks allocated one
+ * after the other have neighbouring entries, and the entry of a block being freed is as near
+ * in memory as the block is.
+ *
+ *   mapping, aligned to REGION:  [ arena: size bytes | side table: size / 4 bytes ]
+ *
+ * An entry holds (callsite + 1) << SIZE_BITS | requested size; 0 is "no tracked block here".
+ * A block too big for the entry or a callsite beyond SMALL_MAX_CALLSITE stays in the hash table.
+ * Cost: 4 bytes per 16 of arena, and pages of the side table are only touched under pools in
+ * use: 8 bytes for a 32-byte object, against 16-43 in the hash table.
+ *
+ * Finding a pointer's arena: arenas start at REGION-aligned addresses and are at most REGION
+ * long, so the region of a pointer names at most one arena. A two-level directory indexed by
+ * the region number holds each arena's side table; the side table starts where the arena ends,
+ * which also bounds the arena. Pointers outside every arena (malloc's) get NULL after two loads.
+ *
+ * Protected by the tracking lock.
+ */
+#include "fil_internal.h"
+#include "prim.h"
+
+#include <string.h>
+#include <sys/mman.h>
+
+#define REGION_BITS 20                   /* 1 MiB: pymalloc's arena size on 64-bit 3.11 */
+#define REGION ((uintptr_t)1 << REGION_BITS)
+#define ADDR_BITS 47                     /* user-space addresses on x86-64 and arm64 */
+#define LEAF_BITS 14                     /* one leaf maps 16 GiB of address space */
+#define TOP_BITS (ADDR_BITS - REGION_BITS - LEAF_BITS)
+#define GRANULE_SHIFT 4
+
+typedef struct { uint32_t *side[1u << LEAF_BITS]; } leaf_t;
+
+static leaf_t *top[1u << TOP_BITS];
+static size_t side_bytes;                /* side tables mapped, for the own-memory figure */
+
+static inline leaf_t **leaf_of(uintptr_t p) { return &top[p >> (REGION_BITS + LEAF_BITS)]; }
+static inline size_t index_in_leaf(uintptr_t p) {
+    return (p >> REGION_BITS) & ((1u << LEAF_BITS) - 1);
+}
+static inline size_t side_size(size_t arena_size) { return arena_size >> (GRANULE_SHIFT - 2); }
+static inline size_t round_page(size_t n) { return (n + 4095) & ~(size_t)4095; }
+
+uint32_t *_fil_small_entry(uintptr_t p) {
+    if (FIL_UNLIKELY(p >> ADDR_BITS)) return NULL;
+    leaf_t *leaf = *leaf_of(p);
+    if (!leaf) return NULL;
+    uint32_t *side = leaf->side[index_in_leaf(p)];
+    if (!side) return NULL;
+    uintptr_t base = p & ~(REGION - 1), off = p - base;
+    if (off >= (uintptr_t)side - base || (p & ((1u << GRANULE_SHIFT) - 1))) return NULL;
+    return side + (off >> GRANULE_SHIFT);
+}
+
+void *_fil_small_arena_map(size_t size) {
+    if (size == 0 || size > REGION || (size & 4095)) return NULL;
+    size_t total = size + round_page(side_size(size));
+    /* Over-map by a region, keep the aligned part. */
+    size_t span = total + REGION;
+    char *raw = prim_sys_mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                              -1, 0);
+    if (raw == MAP_FAILED) return NULL;
+    uintptr_t a = ((uintptr_t)raw + REGION - 1) & ~(REGION - 1);
+    if (a > (uintptr_t)raw) prim_sys_munmap(raw, a - (uintptr_t)raw);
+    uintptr_t end = (uintptr_t)raw + span;
+    if (end > a + total) prim_sys_munmap((void *)(a + total), end - (a + total));
+    if (a >> ADDR_BITS) { prim_sys_munmap((void *)a, total); return NULL; }
+
+    _fil_lock();
+    leaf_t **slot = leaf_of(a);
+    if (!*slot) *slot = prim_pages_alloc(sizeof(leaf_t));
+    if (*slot) {
+        (*slot)->side[index_in_leaf(a)] = (uint32_t *)(a + size);
+        side_bytes += total - size;
+    }
+    int ok = *slot != NULL;
+    _fil_unlock();
+    if (!ok) { prim_sys_munmap((void *)a, total); return NULL; }
+    return (void *)a;
+}
+
+int _fil_small_arena_unmap(void *arena, size_t size) {
+    uintptr_t a = (uintptr_t)arena;
+    if ((a & (REGION - 1)) || (a >> ADDR_BITS)) return 0;
+    _fil_lock();
+    leaf_t *leaf = *leaf_of(a);
+    uint32_t **slot = leaf ? &leaf->side[index_in_leaf(a)] : NULL;
+    int ours = slot && *slot == (uint32_t *)(a + size);
+    if (ours) {
+        *slot = NULL;
+        side_bytes -= round_page(side_size(size));
+    }
+    _fil_unlock();
+    if (ours) prim_sys_munmap(arena, size + round_page(side_size(size)));
+    return ours;
+}
+
+/* Caller holds the lock. Fresh zero pages replace every side table. */
+void _fil_small_clear(void) {
+    for (size_t t = 0; t < (1u << TOP_BITS); t++) {
+        leaf_t *leaf = top[t];
+        if (!leaf) continue;
+        for (size_t i = 0; i < (1u << LEAF_BITS); i++) {
+            uint32_t *side = leaf->side[i];
+            if (!side) continue;
+            uintptr_t base = (uintptr_t)((t << LEAF_BITS) | i) << REGION_BITS;
+            size_t len = round_page(side_size((uintptr_t)side - base));
+            prim_pages_zero(side, len);
+        }
+    }
+}
+
+size_t _fil_small_bytes(void) { return side_bytes; }

@@ -1,0 +1,147 @@
+/* Unit tests for small_map.c (side tables of pymalloc-style arenas) and for the engine's use of
+ * them in track.c: blocks inside an arena are recorded in its side table, others (and blocks
+ * whose size or callsite do not fit an entry) in the allocation table, and both give the same
+ * answers to free, take and the live/peak totals. */
+#include "fil_internal.h"
+#include "testhelper.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MIB ((size_t)1 << 20)
+
+static callsite_t next_cs;
+static callsite_t provider(fil_thread_t *ts) { (void)ts; return next_cs; }
+
+static uint64_t live_now(void) {
+    uint64_t live, peak;
+    _fil_track_stats(&live, &peak);
+    return live;
+}
+
+static void test_lookup(void) {
+    size_t before = _fil_small_bytes();
+    char *a = _fil_small_arena_map(MIB);
+    CHECK(a != NULL);
+    if (!a) return;
+    CHECK(((uintptr_t)a & (MIB - 1)) == 0);            /* region-aligned */
+    CHECK_EQ_U(_fil_small_bytes() - before, MIB / 4);  /* 4 bytes per 16 */
+    a[0] = 1; a[MIB - 1] = 2;                          /* the whole arena is usable */
+    uint32_t *e0 = _fil_small_entry((uintptr_t)a);
+    CHECK(e0 != NULL && *e0 == 0);
+    CHECK(_fil_small_entry((uintptr_t)a + 16) == e0 + 1);
+    CHECK(_fil_small_entry((uintptr_t)a + MIB - 16) == e0 + MIB / 16 - 1);
+    CHECK(_fil_small_entry((uintptr_t)a + 8) == NULL);    /* not a block start */
+    CHECK(_fil_small_entry((uintptr_t)a + MIB) == NULL);  /* the side table itself */
+    CHECK(_fil_small_entry((uintptr_t)a - 16) == NULL);
+    void *m = malloc(64);
+    CHECK(_fil_small_entry((uintptr_t)m) == NULL);
+    free(m);
+    CHECK(_fil_small_entry((uintptr_t)1 << 50) == NULL);
+
+    /* A smaller arena: its side table starts where it ends. */
+    char *b = _fil_small_arena_map(256 << 10);
+    CHECK(b != NULL);
+    if (b) {
+        CHECK(_fil_small_entry((uintptr_t)b + (256 << 10) - 16) != NULL);
+        CHECK(_fil_small_entry((uintptr_t)b + (256 << 10)) == NULL);
+        CHECK_EQ_U(_fil_small_arena_unmap(b, 256 << 10), 1);
+    }
+    CHECK(_fil_small_arena_map(MIB + 4096) == NULL);   /* too big for a region */
+    CHECK(_fil_small_arena_map(1000) == NULL);         /* not whole pages */
+
+    /* Unmapping: only our arenas, and their entries are gone. */
+    char other[64];
+    CHECK_EQ_U(_fil_small_arena_unmap(other, sizeof other), 0);
+    CHECK_EQ_U(_fil_small_arena_unmap(a, MIB), 1);
+    CHECK(_fil_small_entry((uintptr_t)a) == NULL);
+    CHECK_EQ_U(_fil_small_bytes(), before);
+}
+
+static void test_engine(void) {
+    _fil_set_stack_provider(provider);
+    _fil_track_reset();
+    _fil_tracking = 1;
+    char *a = _fil_small_arena_map(MIB);
+    CHECK(a != NULL);
+    if (!a) return;
+    uint64_t base = live_now();
+
+    /* An ordinary block: in the side table. */
+    next_cs = 5;
+    _fil_track_alloc(a + 48, 28);
+    CHECK_EQ_U(live_now() - base, 28);
+    uint32_t *e = _fil_small_entry((uintptr_t)a + 48);
+    CHECK(e && *e != 0);
+    uint64_t size; callsite_t cs;
+    CHECK(_fil_track_take(a + 48, &size, &cs) == 1);
+    CHECK_EQ_U(size, 28); CHECK_EQ_U(cs, 5);
+    CHECK_EQ_U(live_now(), base);
+    CHECK(_fil_track_take(a + 48, &size, &cs) == 0);
+    _fil_track_put(a + 48, 28, 5);
+    CHECK_EQ_U(live_now() - base, 28);
+    _fil_track_free(a + 48);
+    CHECK_EQ_U(live_now(), base);
+    CHECK(*e == 0);
+
+    /* Size 0 at callsite 0 is still a tracked block, not an empty entry. */
+    next_cs = 0;
+    _fil_track_alloc(a + 64, 0);
+    CHECK(_fil_track_take(a + 64, &size, &cs) == 1);
+    CHECK_EQ_U(size, 0); CHECK_EQ_U(cs, 0);
+
+    /* The largest size and callsite an entry holds, and one past each: the latter spill to the
+       allocation table and come back just the same. */
+    next_cs = SMALL_MAX_CALLSITE;
+    _fil_track_alloc(a + 96, SMALL_MAX_SIZE);
+    CHECK(*_fil_small_entry((uintptr_t)a + 96) != 0);
+    next_cs = 7;
+    _fil_track_alloc(a + 4096, SMALL_MAX_SIZE + 1);
+    CHECK(*_fil_small_entry((uintptr_t)a + 4096) == 0);
+    next_cs = SMALL_MAX_CALLSITE + 1;
+    _fil_track_alloc(a + 8192, 100);
+    CHECK(*_fil_small_entry((uintptr_t)a + 8192) == 0);
+    CHECK_EQ_U(live_now() - base, SMALL_MAX_SIZE + SMALL_MAX_SIZE + 1 + 100);
+    CHECK(_fil_track_take(a + 96, &size, &cs) == 1);
+    CHECK_EQ_U(size, SMALL_MAX_SIZE); CHECK_EQ_U(cs, SMALL_MAX_CALLSITE);
+    CHECK(_fil_track_take(a + 4096, &size, &cs) == 1);
+    CHECK_EQ_U(size, SMALL_MAX_SIZE + 1); CHECK_EQ_U(cs, 7);
+    _fil_track_free(a + 8192);
+    CHECK_EQ_U(live_now(), base);
+
+    /* A block recorded twice without a free in between counts once, in either table. */
+    next_cs = 3;
+    _fil_track_alloc(a + 160, 40);
+    _fil_track_alloc(a + 160, 24);
+    CHECK_EQ_U(live_now() - base, 24);
+    _fil_track_alloc(a + 160, 2000);   /* now too big for the entry: moves to the hash table */
+    CHECK_EQ_U(live_now() - base, 2000);
+    CHECK(*_fil_small_entry((uintptr_t)a + 160) == 0);
+    _fil_track_free(a + 160);
+    CHECK_EQ_U(live_now(), base);
+
+    /* The peak sees side-table blocks like any other. */
+    uint64_t live0, peak0, live1, peak1;
+    _fil_track_stats(&live0, &peak0);
+    for (int i = 0; i < 1000; i++) _fil_track_alloc(a + 16 * (i + 100), 16);
+    for (int i = 0; i < 1000; i++) _fil_track_free(a + 16 * (i + 100));
+    _fil_track_stats(&live1, &peak1);
+    CHECK_EQ_U(live1, live0);
+    CHECK(peak1 >= live0 + 16000);
+
+    /* Reset forgets side-table blocks: a later free of one changes nothing. */
+    _fil_track_alloc(a + 320, 50);
+    _fil_track_reset();
+    CHECK(*_fil_small_entry((uintptr_t)a + 320) == 0);
+    _fil_track_free(a + 320);
+    CHECK_EQ_U(live_now(), 0);
+
+    _fil_tracking = 0;
+    CHECK_EQ_U(_fil_small_arena_unmap(a, MIB), 1);
+}
+
+int main(void) {
+    test_lookup();
+    test_engine();
+    return test_report("test_small_map");
+}
