@@ -55,8 +55,26 @@ size_t _fil_alloc_table_bytes(const alloc_table_t *t);
 void *_fil_small_arena_map(size_t size);
 /* Unmap an arena from _fil_small_arena_map and return 1; 0 (nothing done) for any other. */
 int _fil_small_arena_unmap(void *arena, size_t size);
+/* The directory behind _fil_small_entry (defined in small_map.c; inline here because every
+   tracked allocation and free looks it up): region number -> the side table of the arena that
+   starts there. The side table starts where the arena ends. */
+#define SMALL_REGION_BITS 20   /* 1 MiB: pymalloc's arena size on 64-bit 3.11 */
+#define SMALL_ADDR_BITS 47     /* user-space addresses on x86-64 and arm64 */
+#define SMALL_LEAF_BITS 14     /* one leaf maps 16 GiB of address space */
+typedef struct { uint32_t *side[1u << SMALL_LEAF_BITS]; } fil_small_leaf_t;
+#define SMALL_TOP_BITS (SMALL_ADDR_BITS - SMALL_REGION_BITS - SMALL_LEAF_BITS)
+extern fil_small_leaf_t *_fil_small_top[1u << SMALL_TOP_BITS];
 /* The entry for a block at p, or NULL when p is not in an arena of ours. */
-uint32_t *_fil_small_entry(uintptr_t p);
+static inline uint32_t *_fil_small_entry(uintptr_t p) {
+    if (FIL_UNLIKELY(p >> SMALL_ADDR_BITS)) return NULL;
+    fil_small_leaf_t *leaf = _fil_small_top[p >> (SMALL_REGION_BITS + SMALL_LEAF_BITS)];
+    if (!leaf) return NULL;
+    uint32_t *side = leaf->side[(p >> SMALL_REGION_BITS) & ((1u << SMALL_LEAF_BITS) - 1)];
+    if (!side) return NULL;
+    uintptr_t base = p & ~(((uintptr_t)1 << SMALL_REGION_BITS) - 1);
+    if (p - base >= (uintptr_t)side - base || (p & 15)) return NULL;
+    return side + ((p - base) >> 4);
+}
 void _fil_small_clear(void);
 size_t _fil_small_bytes(void);   /* side tables mapped, in bytes */
 

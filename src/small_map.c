@@ -29,35 +29,26 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#define REGION_BITS 20                   /* 1 MiB: pymalloc's arena size on 64-bit 3.11 */
+#define REGION_BITS SMALL_REGION_BITS
 #define REGION ((uintptr_t)1 << REGION_BITS)
-#define ADDR_BITS 47                     /* user-space addresses on x86-64 and arm64 */
-#define LEAF_BITS 14                     /* one leaf maps 16 GiB of address space */
-#define TOP_BITS (ADDR_BITS - REGION_BITS - LEAF_BITS)
+#define ADDR_BITS SMALL_ADDR_BITS
+#define LEAF_BITS SMALL_LEAF_BITS
+#define TOP_BITS SMALL_TOP_BITS
 #define GRANULE_SHIFT 4
 
-typedef struct { uint32_t *side[1u << LEAF_BITS]; } leaf_t;
+typedef fil_small_leaf_t leaf_t;
 
-static leaf_t *top[1u << TOP_BITS];
+leaf_t *_fil_small_top[1u << TOP_BITS];
 static size_t side_bytes;                /* side tables mapped, for the own-memory figure */
 
-static inline leaf_t **leaf_of(uintptr_t p) { return &top[p >> (REGION_BITS + LEAF_BITS)]; }
+static inline leaf_t **leaf_of(uintptr_t p) {
+    return &_fil_small_top[p >> (REGION_BITS + LEAF_BITS)];
+}
 static inline size_t index_in_leaf(uintptr_t p) {
     return (p >> REGION_BITS) & ((1u << LEAF_BITS) - 1);
 }
 static inline size_t side_size(size_t arena_size) { return arena_size >> (GRANULE_SHIFT - 2); }
 static inline size_t round_page(size_t n) { return (n + 4095) & ~(size_t)4095; }
-
-uint32_t *_fil_small_entry(uintptr_t p) {
-    if (FIL_UNLIKELY(p >> ADDR_BITS)) return NULL;
-    leaf_t *leaf = *leaf_of(p);
-    if (!leaf) return NULL;
-    uint32_t *side = leaf->side[index_in_leaf(p)];
-    if (!side) return NULL;
-    uintptr_t base = p & ~(REGION - 1), off = p - base;
-    if (off >= (uintptr_t)side - base || (p & ((1u << GRANULE_SHIFT) - 1))) return NULL;
-    return side + (off >> GRANULE_SHIFT);
-}
 
 void *_fil_small_arena_map(size_t size) {
     if (size == 0 || size > REGION || (size & 4095)) return NULL;
@@ -105,7 +96,7 @@ int _fil_small_arena_unmap(void *arena, size_t size) {
 /* Caller holds the lock. Fresh zero pages replace every side table. */
 void _fil_small_clear(void) {
     for (size_t t = 0; t < (1u << TOP_BITS); t++) {
-        leaf_t *leaf = top[t];
+        leaf_t *leaf = _fil_small_top[t];
         if (!leaf) continue;
         for (size_t i = 0; i < (1u << LEAF_BITS); i++) {
             uint32_t *side = leaf->side[i];
