@@ -168,6 +168,8 @@ int _fil_prof_write(const char *path, const uint64_t *bytes, uint32_t ncallsites
 /* Per-thread state; owned by its thread, found through a thread-local pointer. */
 #define FIL_MAX_FRAMES 256
 typedef struct {
+    const void *frame;   /* where the interpreter frame was */
+    const void *instr;   /* its current instruction: names code and offset in one word */
     const void *code;
     int32_t lasti;
     callsite_t node;

@@ -284,3 +284,50 @@ def test_memory_without_python_context(run_fil, tmp_path):
     proc, report, prof = run_fil(script, env={"LD_PRELOAD": lib})
     assert_close(bytes_at(prof, NO_PYTHON), 33 * MiB, what=describe(prof))
     assert_close(bytes_at(prof, lines(script)("python")), 3 * MiB, what=describe(prof))
+
+
+def test_same_depth_stacks_that_differ_only_below_the_top(run_fil):
+    """Consecutive allocations whose stacks are equally deep, with the innermost frame at the same
+    address and instruction each time, while an outer frame moved on: the profiler compares a
+    new stack with the previous one frame by frame and must notice a difference anywhere, also
+    below a generator's frame (which lives outside the thread's frame stack)."""
+    script = textwrap.dedent("""\
+        KEEP = []
+        def leaf():
+            KEEP.append(bytearray(1 << 20))  # @leaf
+        def middle(n):
+            for _ in range(n):
+                leaf()  # @middle_calls_leaf
+        def outer():
+            middle(3)  # @outer_first
+            middle(5)  # @outer_second
+            for i in range(7):
+                leaf()  # @outer_direct
+        def gen():
+            for _ in range(2):
+                yield leaf()  # @gen_calls_leaf
+        def run_gen():
+            list(gen())  # @run_gen_first
+            list(gen())  # @run_gen_second
+        def fresh():
+            return bytearray(1 << 20)  # @fresh
+        def via_a():
+            return fresh()  # @via_a
+        def via_b():
+            return fresh()  # @via_b
+        def both():
+            return via_a(), via_b()  # @both
+        outer()  # @module_outer
+        run_gen()  # @module_run_gen
+        for _ in range(4):
+            middle(1)  # @module_middle
+        PAIRS = [both() for _ in range(6)]  # @module_both
+        """)
+    _, _, prof = run_fil(script)
+    L = lines(script)
+    for marker, mib in [("outer_first", 3), ("outer_second", 5), ("outer_direct", 7),
+                        ("run_gen_first", 2), ("run_gen_second", 2), ("module_middle", 4),
+                        ("via_a", 6), ("via_b", 6)]:
+        got = bytes_at(prof, L(marker))
+        assert abs(got - mib * MiB) < MiB // 2, "%s: %d bytes\n%s" % (marker, got, describe(prof))
+    assert_close(bytes_at(prof, L("leaf")), 23 * MiB, what=describe(prof))
