@@ -13,8 +13,23 @@
 #include <sys/types.h>
 
 /* Fresh zeroed pages for the profiler's own memory, rounded up to the page size; never tracked.
-   Returns NULL on failure (errno set). */
+   Returns NULL on failure (errno set). Regions of 4 MiB and more ask for transparent huge pages
+   (PRIM_PAGES_HUGE): the default suits the allocation table, read at random addresses. */
 void *prim_pages_alloc(size_t size);
+
+/* How a region from prim_pages_alloc_with is backed; or'ed together, 0 for neither.
+   PRIM_PAGES_HUGE: transparent huge pages where the system grants them on request, for regions
+   of 4 MiB and more. Fewer TLB misses for a big table read at random addresses; but each fault
+   clears 2 MiB, and can wait for the kernel to compact memory: not for sequential scratch.
+   PRIM_PAGES_POPULATE: every page faulted in, writable, before returning (best effort: the
+   kernel does not fail the call if it cannot). For memory that must be there later whatever
+   the pressure then, or that is about to be written all over anyway (a rehash): the kernel
+   fills it in one call instead of one fault per page, and a page never maps the shared zero
+   page first, whose replacement on the first write interrupts every CPU running the process
+   to flush its TLB. */
+#define PRIM_PAGES_HUGE 1u
+#define PRIM_PAGES_POPULATE 2u
+void *prim_pages_alloc_with(size_t size, unsigned flags);
 void prim_pages_free(void *p, size_t size);
 /* Grow or shrink a region from prim_pages_alloc, moving it if needed; NULL on failure
    (the old region is then untouched). */

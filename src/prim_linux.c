@@ -45,14 +45,37 @@ static void advise_huge(void *p, size_t size) {
 #endif
 }
 
-void *prim_pages_alloc(size_t size) {
+/* Fault in p[0..size) for writing after the fact: MADV_POPULATE_WRITE (Linux 5.14) in one call,
+   or, where the kernel does not know it (EINVAL), one write per page. Writing a zero leaves
+   the contents as mmap gave them. Any other failure (no memory now) is left alone: best effort,
+   as MAP_POPULATE. */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+static void populate(void *p, size_t size) {
+    int saved = errno;
+    if (syscall(SYS_madvise, p, size, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
+        for (size_t off = 0; off < size; off += 4096) ((volatile char *)p)[off] = 0;
+    errno = saved;
+}
+
+void *prim_pages_alloc_with(size_t size, unsigned flags) {
     size = round_pages(size);
-    void *p = prim_sys_mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    int mflags = MAP_PRIVATE | MAP_ANONYMOUS;
+    /* Huge pages are advised after mmap, so populating must wait for the advice (MAP_POPULATE
+       would fill the region with small pages first). */
+    int populate_later = (flags & PRIM_PAGES_POPULATE) && (flags & PRIM_PAGES_HUGE) &&
+                         size >= HUGE_PAGE_WORTHWHILE;
+    if ((flags & PRIM_PAGES_POPULATE) && !populate_later) mflags |= MAP_POPULATE;
+    void *p = prim_sys_mmap(NULL, size, PROT_READ | PROT_WRITE, mflags, -1, 0);
     if (p == MAP_FAILED) return NULL;
-    advise_huge(p, size);
+    if (flags & PRIM_PAGES_HUGE) advise_huge(p, size);
+    if (populate_later) populate(p, size);
     atomic_fetch_add_explicit(&pages_in_use, size, memory_order_relaxed);
     return p;
 }
+
+void *prim_pages_alloc(size_t size) { return prim_pages_alloc_with(size, PRIM_PAGES_HUGE); }
 
 void prim_pages_free(void *p, size_t size) {
     if (!p) return;

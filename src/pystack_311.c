@@ -89,6 +89,49 @@ static inline uintptr_t fingerprint(PyCodeObject *code) {
            (uintptr_t)code->co_firstlineno;
 }
 
+/* Line numbers. PyCode_Addr2Line scans the code object's line table from its start on every
+   call, so resolving the new positions of one long code object one by one is quadratic: a module
+   body executed during an import allocates at a new position every few lines. Instead a few
+   cursors (bounds of the last line found, as CPython's tracing keeps one per frame) are kept,
+   one per code object, direct-mapped by address; the next position of the same code object,
+   usually a little further on, continues the scan from there.
+   A cursor is only reused for the same code object with the same line table object of the same
+   length: its pointers then lie inside a live table, whatever happened in between. A freed code
+   object whose address, fingerprint and table address and length are all taken again by another
+   is the case the position cache (callsite.c) already accepts. Under the tracking lock. */
+#define LINE_CURSORS 64
+typedef struct {
+    PyCodeObject *code;
+    uintptr_t fp;
+    PyObject *table;
+    Py_ssize_t table_len;
+    PyCodeAddressRange bounds;
+} line_cursor_t;
+static line_cursor_t line_cursor[LINE_CURSORS];
+
+static int line_of(PyCodeObject *code, int32_t lasti, uintptr_t fp) {
+    if (lasti < 0) return code->co_firstlineno;
+    PyObject *table = code->co_linetable;
+    Py_ssize_t len = PyBytes_GET_SIZE(table);
+    size_t slot = ((uintptr_t)code >> 4) % LINE_CURSORS;
+    line_cursor_t *c = &line_cursor[slot];
+    if (c->code != code || c->fp != fp || c->table != table || c->table_len != len) {
+        /* As CPython's _PyCode_InitAddressRange (not exported): before the first range. */
+        c->code = code;
+        c->fp = fp;
+        c->table = table;
+        c->table_len = len;
+        c->bounds.opaque.lo_next = (const uint8_t *)PyBytes_AS_STRING(table);
+        c->bounds.opaque.limit = c->bounds.opaque.lo_next + len;
+        c->bounds.opaque.computed_line = code->co_firstlineno;
+        c->bounds.ar_start = -1;
+        c->bounds.ar_end = 0;
+        c->bounds.ar_line = -1;
+    }
+    /* Walks forward or back from the cursor to the range holding the offset (in bytes). */
+    return _PyCode_CheckLineNumber(lasti * (int)sizeof(_Py_CODEUNIT), &c->bounds);
+}
+
 /* A (parent, position) pair seen for the first time. The position's function and line are
    computed once per position (names read, line table scanned) and cached; a position met again
    under another parent only interns the new node. */
@@ -103,8 +146,7 @@ static callsite_t resolve(callsite_t parent, PyCodeObject *code, int32_t lasti, 
             line = 0;
         } else {
             const char *name = utf8_of(code->co_qualname, name_buf, sizeof name_buf, &nlen);
-            int l = lasti < 0 ? code->co_firstlineno
-                              : PyCode_Addr2Line(code, lasti * (int)sizeof(_Py_CODEUNIT));
+            int l = line_of(code, lasti, fp);
             line = (uint32_t)(l < 0 ? code->co_firstlineno : l);
             func = _fil_callsite_func(file, flen, name, nlen);
             if (func == CALLSITE_FUNC_NONE) return CALLSITE_MAX;
