@@ -50,6 +50,11 @@ size_t _fil_alloc_table_bytes(const alloc_table_t *t);
 #define SMALL_SIZE_BITS 10
 #define SMALL_MAX_SIZE ((1u << SMALL_SIZE_BITS) - 1)
 #define SMALL_MAX_CALLSITE ((1u << (32 - SMALL_SIZE_BITS)) - 2)
+static inline uint32_t fil_small_pack(callsite_t cs, uint64_t size) {
+    return ((cs + 1) << SMALL_SIZE_BITS) | (uint32_t)size;
+}
+static inline callsite_t fil_small_cs(uint32_t entry) { return (entry >> SMALL_SIZE_BITS) - 1; }
+static inline uint32_t fil_small_size(uint32_t entry) { return entry & SMALL_MAX_SIZE; }
 /* A new zeroed arena of size bytes (a multiple of the page size, at most 1 MiB) with its side
    table, or NULL (then the caller maps a plain one). */
 void *_fil_small_arena_map(size_t size);

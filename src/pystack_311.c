@@ -243,8 +243,9 @@ static callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate) {
            whatever happened since): check the chain link by link from the cache, loads that
            do not wait on one another, instead of chasing `previous` pointers one miss at a
            time. (A generator's frame lives in the generator object, outside the chunk.) */
-        uintptr_t lo = (uintptr_t)tstate->datastack_chunk, span = (uintptr_t)tstate->datastack_top - lo;
         if (c[d - 1].frame == (const void *)top) {
+            uintptr_t lo = (uintptr_t)tstate->datastack_chunk;
+            uintptr_t span = (uintptr_t)tstate->datastack_top - lo;
             const void *below = stop;
             uint32_t k = 0;
             same_chain = 1;
@@ -255,7 +256,7 @@ static callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate) {
                 if (f->prev_instr != c[k].instr && changed == d) changed = k;
                 below = f;
             }
-            if (k < d) { same_chain = 0; changed = d; }
+            if (k < d) same_chain = 0;   /* a frame outside the chunk: walk instead */
         }
         /* 2. Otherwise one walk down the chain, compared as it goes. */
         if (!same_chain) {

@@ -113,19 +113,15 @@ static void on_range_removed(void *ctx, callsite_t cs, uint64_t bytes) {
    the hash table need not be searched. */
 static size_t small_spilled;
 
-static inline uint32_t small_pack(callsite_t cs, uint64_t size) {
-    return ((cs + 1) << SMALL_SIZE_BITS) | (uint32_t)size;
-}
-
 static void add_locked(void *p, size_t size, callsite_t cs) {
     if (ensure_peak_slot(cs) < 0) return;
     uint32_t *e = _fil_small_entry((uintptr_t)p);
     if (e && FIL_LIKELY(size <= SMALL_MAX_SIZE && cs <= SMALL_MAX_CALLSITE)) {
         uint32_t old = *e;
-        *e = small_pack(cs, size);
+        *e = fil_small_pack(cs, size);
         /* Present already: its free went by unseen (e.g. from a signal handler inside a hook). */
         if (FIL_UNLIKELY(old))
-            _fil_peak_sub(&peak, (old >> SMALL_SIZE_BITS) - 1, old & SMALL_MAX_SIZE);
+            _fil_peak_sub(&peak, fil_small_cs(old), fil_small_size(old));
         _fil_peak_add(&peak, cs, size);
         return;
     }
@@ -143,7 +139,7 @@ static void add_locked(void *p, size_t size, callsite_t cs) {
     if (e) {
         if (r == 0) small_spilled++;
         if (*e) {   /* a stale side entry for the same block */
-            _fil_peak_sub(&peak, (*e >> SMALL_SIZE_BITS) - 1, *e & SMALL_MAX_SIZE);
+            _fil_peak_sub(&peak, fil_small_cs(*e), fil_small_size(*e));
             *e = 0;
         }
     }
@@ -158,8 +154,8 @@ static int remove_locked(void *p, uint64_t *size, callsite_t *cs) {
         uint32_t v = *e;
         if (FIL_LIKELY(v)) {
             *e = 0;
-            *size = v & SMALL_MAX_SIZE;
-            *cs = (v >> SMALL_SIZE_BITS) - 1;
+            *size = fil_small_size(v);
+            *cs = fil_small_cs(v);
             _fil_peak_sub(&peak, *cs, *size);
             return 1;
         }
