@@ -44,7 +44,7 @@ int _fil_alloc_table_remove(alloc_table_t *t, uintptr_t ptr, uint64_t *size, cal
 void _fil_alloc_table_clear(alloc_table_t *t);
 size_t _fil_alloc_table_bytes(const alloc_table_t *t);
 
-/* ---- small_map.c: pymalloc's blocks, one 32-bit entry per 16 bytes beside each arena ---- */
+/* ---- small_map.c: small blocks, one 32-bit entry per 16 bytes of pymalloc arena or heap region ---- */
 /* An entry is (callsite + 1) << SMALL_SIZE_BITS | size; 0 = empty. Bigger sizes or callsites
    go to the allocation table. Protected by the tracking lock (the arena calls take it). */
 #define SMALL_SIZE_BITS 10
@@ -66,7 +66,10 @@ int _fil_small_arena_unmap(void *arena, size_t size);
 #define SMALL_REGION_BITS 20   /* 1 MiB: pymalloc's arena size on 64-bit 3.11 */
 #define SMALL_ADDR_BITS 47     /* user-space addresses on x86-64 and arm64 */
 #define SMALL_LEAF_BITS 14     /* one leaf maps 16 GiB of address space */
-typedef struct { uint32_t *side[1u << SMALL_LEAF_BITS]; } fil_small_leaf_t;
+typedef struct {
+    uint32_t *side[1u << SMALL_LEAF_BITS];
+    uint32_t spilled[1u << SMALL_LEAF_BITS];   /* allocation-table entries in each region */
+} fil_small_leaf_t;
 #define SMALL_TOP_BITS (SMALL_ADDR_BITS - SMALL_REGION_BITS - SMALL_LEAF_BITS)
 extern fil_small_leaf_t *_fil_small_top[1u << SMALL_TOP_BITS];
 /* The entry for a block at p, or NULL when p is not in an arena of ours. */
@@ -79,6 +82,21 @@ static inline uint32_t *_fil_small_entry(uintptr_t p) {
     uintptr_t base = p & ~(((uintptr_t)1 << SMALL_REGION_BITS) - 1);
     if (p - base >= (uintptr_t)side - base || (p & 15)) return NULL;
     return side + ((p - base) >> 4);
+}
+/* Map a side table for the heap region holding p (16-byte aligned, in no arena of ours, whose
+   region has none yet) and return p's entry; NULL if that cannot be done. Under the lock. */
+uint32_t *_fil_small_adopt(uintptr_t p);
+/* Blocks that live in the allocation table are counted per region, so a free that finds an empty
+   side entry knows whether the table can hold the block: +1 or -1 for the block at p. Regions
+   adopted after their blocks went to the table are covered the same way. When a count cannot be
+   kept (no memory for a directory leaf), _fil_small_spilled answers "maybe" until a clear. */
+void _fil_small_spill(uintptr_t p, int delta);
+/* Whether the allocation table may hold a block of p's region; p has a side entry. */
+static inline int _fil_small_spilled(uintptr_t p) {
+    extern int _fil_small_spill_unknown;
+    fil_small_leaf_t *leaf = _fil_small_top[p >> (SMALL_REGION_BITS + SMALL_LEAF_BITS)];
+    return _fil_small_spill_unknown ||
+           leaf->spilled[(p >> SMALL_REGION_BITS) & ((1u << SMALL_LEAF_BITS) - 1)] != 0;
 }
 void _fil_small_clear(void);
 size_t _fil_small_bytes(void);   /* side tables mapped, in bytes */

@@ -1,4 +1,4 @@
-/* small_map.c: the live blocks of pymalloc's arenas, kept beside the arenas themselves.
+/* small_map.c: side tables for small blocks, beside pymalloc's arenas and over malloc's heap.
  *
  * Most allocations of a Python program are pymalloc blocks of at most 512 bytes, carved from
  * pools inside arenas that pymalloc asks for through the arena allocator (pyalloc.c). In the
@@ -19,7 +19,19 @@
  * Finding a pointer's arena: arenas start at REGION-aligned addresses and are at most REGION
  * long, so the region of a pointer names at most one arena. A two-level directory indexed by
  * the region number holds each arena's side table; the side table starts where the arena ends,
- * which also bounds the arena. Pointers outside every arena (malloc's) get NULL after two loads.
+ * which also bounds the arena.
+ *
+ * Heap regions: small blocks from malloc (glibc's heap, C extensions, pymalloc's requests over
+ * 512 bytes) get the same treatment. The first small block tracked in a region that has no
+ * side table adopts the region: a side table for all of it (REGION / 4 bytes, only touched
+ * where blocks are) is mapped elsewhere and entered in the directory. Any allocator works, as
+ * long as live blocks start 16 bytes apart, which 16-byte alignment gives. The side table lies
+ * outside its region, so the bound check above passes for every pointer of the region.
+ * Heap side tables stay until exit (cleared on reset): a region that malloc gave back and got
+ * again finds its table ready. Blocks of a region can be in the allocation table (too big for
+ * an entry, or tracked before the region was adopted); the directory counts them per region,
+ * so a free that finds an empty entry searches the table only when the region has some. A region whose heap side table is still in the directory when
+ * pymalloc asks for an arena there gets a plain arena, recorded in that same table.
  *
  * Protected by the tracking lock.
  */
@@ -40,6 +52,7 @@ typedef fil_small_leaf_t leaf_t;
 
 leaf_t *_fil_small_top[1u << TOP_BITS];
 static size_t side_bytes;                /* side tables mapped, for the own-memory figure */
+static int adopt_failed;                 /* a heap side table could not be mapped: stop trying */
 
 static inline leaf_t **leaf_of(uintptr_t p) {
     return &_fil_small_top[p >> (REGION_BITS + LEAF_BITS)];
@@ -49,6 +62,13 @@ static inline size_t index_in_leaf(uintptr_t p) {
 }
 static inline size_t side_size(size_t arena_size) { return arena_size >> (GRANULE_SHIFT - 2); }
 static inline size_t round_page(size_t n) { return (n + 4095) & ~(size_t)4095; }
+
+/* The length of the side table in the directory slot of the region at base: an arena's lies
+   right behind it (at most REGION on), a heap region's elsewhere and covers the whole region. */
+static inline size_t side_len(uintptr_t base, const uint32_t *side) {
+    uintptr_t off = (uintptr_t)side - base;
+    return round_page(side_size(off <= REGION ? off : REGION));
+}
 
 void *_fil_small_arena_map(size_t size) {
     if (size == 0 || size > REGION || (size & 4095)) return NULL;
@@ -67,11 +87,11 @@ void *_fil_small_arena_map(size_t size) {
     _fil_lock();
     leaf_t **slot = leaf_of(a);
     if (!*slot) *slot = prim_pages_alloc(sizeof(leaf_t));
-    if (*slot) {
+    int ok = *slot && !(*slot)->side[index_in_leaf(a)];   /* not a heap region's */
+    if (ok) {
         (*slot)->side[index_in_leaf(a)] = (uint32_t *)(a + size);
         side_bytes += total - size;
     }
-    int ok = *slot != NULL;
     _fil_unlock();
     if (!ok) { prim_sys_munmap((void *)a, total); return NULL; }
     return (void *)a;
@@ -86,14 +106,54 @@ int _fil_small_arena_unmap(void *arena, size_t size) {
     int ours = slot && *slot == (uint32_t *)(a + size);
     if (ours) {
         *slot = NULL;
-        side_bytes -= round_page(side_size(size));
+        side_bytes -= side_len(a, (uint32_t *)(a + size));
     }
     _fil_unlock();
     if (ours) prim_sys_munmap(arena, size + round_page(side_size(size)));
     return ours;
 }
 
-/* Caller holds the lock. Fresh zero pages replace every side table. */
+/* Caller holds the lock. */
+uint32_t *_fil_small_adopt(uintptr_t p) {
+    if (adopt_failed || (p & 15) || (p >> ADDR_BITS)) return NULL;
+    leaf_t **slot = leaf_of(p);
+    if (!*slot && !(*slot = prim_pages_alloc(sizeof(leaf_t)))) {
+        adopt_failed = 1;
+        return NULL;
+    }
+    uint32_t **side = &(*slot)->side[index_in_leaf(p)];
+    if (*side) return NULL;   /* an arena's: p lies past its end */
+    uintptr_t base = p & ~(REGION - 1);
+    size_t len = side_size(REGION);
+    void *t = prim_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (t == MAP_FAILED) {
+        adopt_failed = 1;
+        return NULL;
+    }
+    if ((uintptr_t)t - base < REGION) {   /* inside the region it would describe: unusable */
+        prim_sys_munmap(t, len);
+        return NULL;
+    }
+    *side = t;
+    side_bytes += len;
+    return *side + ((p - base) >> GRANULE_SHIFT);
+}
+
+int _fil_small_spill_unknown;
+
+/* Caller holds the lock. */
+void _fil_small_spill(uintptr_t p, int delta) {
+    if (p >> ADDR_BITS) return;   /* never has a side entry: frees search the table anyway */
+    leaf_t **slot = leaf_of(p);
+    if (!*slot && !(*slot = prim_pages_alloc(sizeof(leaf_t)))) {
+        _fil_small_spill_unknown = 1;
+        return;
+    }
+    (*slot)->spilled[index_in_leaf(p)] += (uint32_t)delta;
+}
+
+/* Caller holds the lock, and clears the allocation table too. Fresh zero pages replace every
+   side table. */
 void _fil_small_clear(void) {
     for (size_t t = 0; t < (1u << TOP_BITS); t++) {
         leaf_t *leaf = _fil_small_top[t];
@@ -102,10 +162,12 @@ void _fil_small_clear(void) {
             uint32_t *side = leaf->side[i];
             if (!side) continue;
             uintptr_t base = (uintptr_t)((t << LEAF_BITS) | i) << REGION_BITS;
-            size_t len = round_page(side_size((uintptr_t)side - base));
-            prim_pages_zero(side, len);
+            prim_pages_zero(side, side_len(base, side));
         }
+        memset(leaf->spilled, 0, sizeof leaf->spilled);
     }
+    adopt_failed = 0;
+    _fil_small_spill_unknown = 0;
 }
 
 size_t _fil_small_bytes(void) { return side_bytes; }

@@ -108,15 +108,12 @@ static void on_range_removed(void *ctx, callsite_t cs, uint64_t bytes) {
     _fil_peak_sub(&peak, cs, bytes);
 }
 
-/* Hash-table entries for blocks inside pymalloc arenas (their callsite or size did not fit a
-   side-table entry). While there are none, a block missing from its side table is untracked and
-   the hash table need not be searched. */
-static size_t small_spilled;
-
 static void add_locked(void *p, size_t size, callsite_t cs) {
     if (ensure_peak_slot(cs) < 0) return;
     uint32_t *e = _fil_small_entry((uintptr_t)p);
-    if (e && FIL_LIKELY(size <= SMALL_MAX_SIZE && cs <= SMALL_MAX_CALLSITE)) {
+    int fits = size <= SMALL_MAX_SIZE && cs <= SMALL_MAX_CALLSITE;
+    if (FIL_UNLIKELY(!e) && fits) e = _fil_small_adopt((uintptr_t)p);   /* a new heap region */
+    if (e && FIL_LIKELY(fits)) {
         uint32_t old = *e;
         *e = fil_small_pack(cs, size);
         /* Present already: its free went by unseen (e.g. from a signal handler inside a hook). */
@@ -136,8 +133,8 @@ static void add_locked(void *p, size_t size, callsite_t cs) {
         _fil_warn_once("out of memory for the profiler's tables; some allocations are not tracked");
         return;
     }
+    if (r == 0) _fil_small_spill((uintptr_t)p, +1);
     if (e) {
-        if (r == 0) small_spilled++;
         if (*e) {   /* a stale side entry for the same block */
             _fil_peak_sub(&peak, fil_small_cs(*e), fil_small_size(*e));
             *e = 0;
@@ -159,10 +156,10 @@ static int remove_locked(void *p, uint64_t *size, callsite_t *cs) {
             _fil_peak_sub(&peak, *cs, *size);
             return 1;
         }
-        if (!small_spilled) return 0;
+        if (!_fil_small_spilled((uintptr_t)p)) return 0;
     }
     if (!_fil_alloc_table_remove(&heap, (uintptr_t)p, size, cs)) return 0;
-    if (e) small_spilled--;
+    _fil_small_spill((uintptr_t)p, -1);
     _fil_peak_sub(&peak, *cs, *size);
     return 1;
 }
@@ -232,7 +229,6 @@ void _fil_track_reset(void) {
     _fil_lock();
     _fil_alloc_table_clear(&heap);
     _fil_small_clear();
-    small_spilled = 0;
     _fil_range_clear(&maps);
     _fil_peak_clear(&peak);
     _fil_unlock();

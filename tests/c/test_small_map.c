@@ -1,12 +1,14 @@
-/* Unit tests for small_map.c (side tables of pymalloc-style arenas) and for the engine's use of
- * them in track.c: blocks inside an arena are recorded in its side table, others (and blocks
- * whose size or callsite do not fit an entry) in the allocation table, and both give the same
- * answers to free, take and the live/peak totals. */
+/* Unit tests for small_map.c (side tables of pymalloc-style arenas and of heap regions) and for
+ * the engine's use of them in track.c: small blocks are recorded in a side table, inside an
+ * arena or in a heap region adopted for them, others (and blocks whose size or callsite do not
+ * fit an entry) in the allocation table, and both give the same answers to free, take and the
+ * live/peak totals. */
 #include "fil_internal.h"
 #include "testhelper.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define MIB ((size_t)1 << 20)
 
@@ -140,8 +142,95 @@ static void test_engine(void) {
     CHECK_EQ_U(_fil_small_arena_unmap(a, MIB), 1);
 }
 
+/* A MiB-aligned stretch of memory standing for malloc's heap. */
+static char *heap_region(void **raw) {
+    *raw = mmap(NULL, 3 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (*raw == MAP_FAILED) return NULL;
+    return (char *)(((uintptr_t)*raw + MIB - 1) & ~(uintptr_t)(MIB - 1));
+}
+
+static void test_heap_regions(void) {
+    _fil_set_stack_provider(provider);
+    _fil_track_reset();
+    _fil_tracking = 1;
+    void *raw;
+    char *h = heap_region(&raw);
+    CHECK(h != NULL);
+    if (!h) return;
+    uint64_t size; callsite_t cs;
+    CHECK(_fil_small_entry((uintptr_t)h + 64) == NULL);   /* not adopted yet */
+
+    /* A big block first: the allocation table, before the region has a side table. */
+    next_cs = 9;
+    _fil_track_alloc(h + 4096, 5000);
+    CHECK(_fil_small_entry((uintptr_t)h + 4096) == NULL);
+
+    /* The first small block adopts the region: a side table for all of it, mapped elsewhere. */
+    size_t before = _fil_small_bytes();
+    next_cs = 4;
+    _fil_track_alloc(h + 64, 32);
+    uint32_t *e = _fil_small_entry((uintptr_t)h + 64);
+    CHECK(e != NULL && *e == fil_small_pack(4, 32));
+    CHECK_EQ_U(_fil_small_bytes() - before, MIB / 4);
+    CHECK(_fil_small_entry((uintptr_t)h) == e - 4);
+    CHECK(_fil_small_entry((uintptr_t)h + MIB - 16) == e - 4 + MIB / 16 - 1);
+    CHECK(_fil_small_entry((uintptr_t)h + MIB) == NULL);   /* the next region: not adopted */
+    CHECK(_fil_small_entry((uintptr_t)h + 72) == NULL);    /* not 16-aligned */
+    CHECK_EQ_U(live_now(), 5032);
+
+    /* The big block tracked before the adoption is still found when freed. */
+    _fil_track_free(h + 4096);
+    CHECK_EQ_U(live_now(), 32);
+    /* A free of something never tracked changes nothing, in the side table or out of it. */
+    CHECK(_fil_track_take(h + 128, &size, &cs) == 0);
+    CHECK(_fil_track_take(h + 8192, &size, &cs) == 0);
+
+    /* After the adoption: big and unaligned blocks go to the allocation table, and back. */
+    next_cs = 6;
+    _fil_track_alloc(h + 8192, 3000);
+    _fil_track_alloc(h + 200, 24);   /* 8 past a granule */
+    CHECK(*_fil_small_entry((uintptr_t)h + 8192) == 0);
+    CHECK_EQ_U(live_now(), 3056);
+    CHECK(_fil_track_take(h + 8192, &size, &cs) == 1);
+    CHECK_EQ_U(size, 3000); CHECK_EQ_U(cs, 6);
+    CHECK(_fil_track_take(h + 200, &size, &cs) == 1);
+    CHECK_EQ_U(size, 24);
+    CHECK(_fil_track_take(h + 64, &size, &cs) == 1);
+    CHECK_EQ_U(size, 32); CHECK_EQ_U(cs, 4);
+    CHECK_EQ_U(live_now(), 0);
+
+    /* Many small blocks in a second region: all in its side table, the peak sees them. */
+    next_cs = 2;
+    for (int i = 0; i < 4096; i++) _fil_track_alloc(h + MIB + 32 * i, 17);
+    CHECK(_fil_small_entry((uintptr_t)h + MIB) != NULL);
+    CHECK_EQ_U(live_now(), 4096 * 17);
+    for (int i = 0; i < 4096; i++) _fil_track_free(h + MIB + 32 * i);
+    uint64_t live, peak;
+    _fil_track_stats(&live, &peak);
+    CHECK_EQ_U(live, 0);
+    CHECK_EQ_U(peak, 4096 * 17);
+
+    /* Inside an arena's region but past its end: not adoptable. */
+    char *b = _fil_small_arena_map(256 << 10);
+    CHECK(b != NULL);
+    if (b) {
+        CHECK(_fil_small_adopt((uintptr_t)b + (512 << 10)) == NULL);
+        CHECK_EQ_U(_fil_small_arena_unmap(b, 256 << 10), 1);
+    }
+
+    /* Reset empties heap side tables too. */
+    _fil_track_alloc(h + 64, 48);
+    _fil_track_reset();
+    CHECK(*_fil_small_entry((uintptr_t)h + 64) == 0);
+    _fil_track_free(h + 64);
+    CHECK_EQ_U(live_now(), 0);
+    _fil_tracking = 0;
+    munmap(raw, 3 * MIB);
+}
+
 int main(void) {
     test_lookup();
     test_engine();
+    test_heap_regions();
     return test_report("test_small_map");
 }
