@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #define FIL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define FIL_NOINLINE __attribute__((noinline))
 #define FIL_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* Callsite ids: an interned call stack (a node of the stack trie). */
@@ -177,11 +178,32 @@ typedef struct {
     bool at_peak;            /* live is the peak state and snap not yet updated */
 } peak_t;
 int _fil_peak_reserve(peak_t *p, uint32_t ncallsites);
-void _fil_peak_add(peak_t *p, callsite_t cs, uint64_t bytes);
-void _fil_peak_sub(peak_t *p, callsite_t cs, uint64_t bytes);
 /* Bring snap up to date if the current state is the peak. Call before reading snap. */
 void _fil_peak_settle(peak_t *p);
 void _fil_peak_clear(peak_t *p);
+/* Every tracked allocation and free calls one of these two: inline. */
+static inline void fil_peak_mark_dirty(peak_t *p, callsite_t cs) {
+    if (!p->is_dirty[cs]) {
+        p->is_dirty[cs] = 1;
+        p->dirty[p->dirty_count++] = cs;
+    }
+}
+static inline void _fil_peak_add(peak_t *p, callsite_t cs, uint64_t bytes) {
+    p->live[cs] += bytes;
+    fil_peak_mark_dirty(p, cs);
+    p->live_total += bytes;
+    if (p->live_total > p->peak_total) {
+        p->peak_total = p->live_total;
+        p->at_peak = true;
+    }
+}
+static inline void _fil_peak_sub(peak_t *p, callsite_t cs, uint64_t bytes) {
+    if (bytes == 0) return;
+    if (p->at_peak) _fil_peak_settle(p);
+    p->live[cs] -= bytes;
+    fil_peak_mark_dirty(p, cs);
+    p->live_total -= bytes;
+}
 
 /* ---- prof_write.c: the collapsed-stacks file ---- */
 /* Write one line per callsite with bytes[cs] > 0, frames from the root. Returns 0 or -1 (errno). */

@@ -18,6 +18,7 @@
  * every change puts at most one entry on the list, so the total cost over a run is bounded by
  * the number of allocation events: O(1) amortized per event, whatever the number of peaks.
  * Memory: 17 bytes per callsite (live, snap, dirty slot and bit).
+ * The add and sub of every event are inline, in fil_internal.h; the rest is here.
  *
  * Protected by the tracking lock.
  */
@@ -66,13 +67,6 @@ int _fil_peak_reserve(peak_t *p, uint32_t n) {
     return 0;
 }
 
-static inline void mark_dirty(peak_t *p, callsite_t cs) {
-    if (!p->is_dirty[cs]) {
-        p->is_dirty[cs] = 1;
-        p->dirty[p->dirty_count++] = cs;
-    }
-}
-
 void _fil_peak_settle(peak_t *p) {
     if (!p->at_peak) return;
     for (uint32_t i = 0; i < p->dirty_count; i++) {
@@ -82,24 +76,6 @@ void _fil_peak_settle(peak_t *p) {
     }
     p->dirty_count = 0;
     p->at_peak = false;
-}
-
-void _fil_peak_add(peak_t *p, callsite_t cs, uint64_t bytes) {
-    p->live[cs] += bytes;
-    mark_dirty(p, cs);
-    p->live_total += bytes;
-    if (p->live_total > p->peak_total) {
-        p->peak_total = p->live_total;
-        p->at_peak = true;
-    }
-}
-
-void _fil_peak_sub(peak_t *p, callsite_t cs, uint64_t bytes) {
-    if (bytes == 0) return;
-    _fil_peak_settle(p);
-    p->live[cs] -= bytes;
-    mark_dirty(p, cs);
-    p->live_total -= bytes;
 }
 
 void _fil_peak_clear(peak_t *p) {

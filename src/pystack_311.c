@@ -177,7 +177,11 @@ static callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate);
 static inline PyThreadState *own_tstate(void) {
     PyThreadState *t = _PyThreadState_GET();
     if (FIL_LIKELY(t && t->thread_id == (unsigned long)pthread_self())) return t;
-    return PyGILState_GetThisThreadState();
+    /* Not the GIL holder (native code that released it, or another thread): the thread-specific
+       datum PyGILState_GetThisThreadState reads, without its two calls around it. */
+    struct _gilstate_runtime_state *g = &_PyRuntime.gilstate;
+    if (!g->autoInterpreterState || !g->autoTSSkey._is_initialized) return NULL;
+    return pthread_getspecific(g->autoTSSkey._key);
 }
 
 static callsite_t python_stack(fil_thread_t *ts) {

@@ -93,13 +93,16 @@ callsite_t _fil_current_callsite(void) {
     return cs;
 }
 
-static int ensure_peak_slot(callsite_t cs) {
-    if (FIL_LIKELY(cs < peak.capacity)) return 0;
+static FIL_NOINLINE int grow_peak_slots(callsite_t cs) {
     if (_fil_peak_reserve(&peak, cs + 1) < 0) {
         _fil_warn_once("out of memory for the profiler's tables; some allocations are not tracked");
         return -1;
     }
     return 0;
+}
+
+static inline int ensure_peak_slot(callsite_t cs) {
+    return FIL_LIKELY(cs < peak.capacity) ? 0 : grow_peak_slots(cs);
 }
 
 /* ctx, when not NULL, is a uint64_t that counts the bytes removed. */
