@@ -223,6 +223,7 @@ typedef struct fil_thread_s {
     struct fil_thread_s *next_free;
     callsite_t inherited;        /* for threads without Python: the stack that created them */
     uint32_t cache_depth;        /* entries valid in cache[], root first */
+    uint32_t cache_rising;       /* cache[0, cache_rising) has rising frame addresses */
     callsite_t cache_base;       /* root node the cached stack hangs from */
     callsite_t fallback_parent;  /* native threads: the inherited stack the marker hangs from */
     callsite_t fallback_node;    /* ... and its "[native thread ...]" child, interned once */

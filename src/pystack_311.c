@@ -215,6 +215,33 @@ static callsite_t intern_from(fil_thread_t *ts, uint32_t from, uint32_t n, calls
     return node;
 }
 
+/* Cache entries [from, n) were rewritten: how far from the root their addresses still rise. */
+static inline void note_refill(fil_thread_t *ts, uint32_t from, uint32_t n) {
+    frame_cache_entry_t *c = ts->cache;
+    uint32_t k = ts->cache_rising < from ? ts->cache_rising : from;
+    if (k == 0) k = n ? 1 : 0;
+    while (k < n && (uintptr_t)c[k].frame > (uintptr_t)c[k - 1].frame) k++;
+    ts->cache_rising = k;
+}
+
+/* Whether cached frames [0, d) are still linked as cached (1) or not (0), reading each frame's
+   link and instruction; -1 when one lies outside [lo, lo + span) and was not read (span 0: all
+   known to be inside). *moved: some frame's instruction differs from the cache. */
+static inline int same_links(const frame_cache_entry_t *c, uint32_t d, const void *stop,
+                             uintptr_t lo, uintptr_t span, int *moved) {
+    const void *below = stop;
+    uintptr_t links = 0, instrs = 0;
+    for (uint32_t k = 0; k < d; k++) {
+        const _PyInterpreterFrame *f = c[k].frame;
+        if (span && (uintptr_t)f - lo >= span) return -1;
+        links |= (uintptr_t)f->previous ^ (uintptr_t)below;
+        instrs |= (uintptr_t)f->prev_instr ^ (uintptr_t)c[k].instr;
+        below = f;
+    }
+    *moved = instrs != 0;
+    return links == 0;
+}
+
 static inline void fill_entry(frame_cache_entry_t *e, _PyInterpreterFrame *f) {
     e->frame = f;
     e->instr = f->prev_instr;
@@ -246,21 +273,24 @@ static callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate) {
         /* 1. Frames at the cached addresses, all inside the data-stack chunk in use (so mapped
            whatever happened since): check the chain link by link from the cache, loads that
            do not wait on one another, instead of chasing `previous` pointers one miss at a
-           time. (A generator's frame lives in the generator object, outside the chunk.) */
+           time. (A generator's frame lives in the generator object, outside the chunk.) When
+           the cached addresses rise from root to top, as frames pushed on one chunk do, the
+           two ends lying in the chunk put all of them there. */
         if (c[d - 1].frame == (const void *)top) {
             uintptr_t lo = (uintptr_t)tstate->datastack_chunk;
             uintptr_t span = (uintptr_t)tstate->datastack_top - lo;
-            const void *below = stop;
-            uint32_t k = 0;
-            same_chain = 1;
-            for (; k < d; k++) {
-                const _PyInterpreterFrame *f = c[k].frame;
-                if ((uintptr_t)f - lo >= span) break;
-                same_chain &= f->previous == below;
-                if (f->prev_instr != c[k].instr && changed == d) changed = k;
-                below = f;
+            int moved, r;
+            if (ts->cache_rising >= d && (uintptr_t)c[0].frame - lo < span &&
+                (uintptr_t)top - lo < span)
+                r = same_links(c, d, stop, 0, 0, &moved);
+            else
+                r = same_links(c, d, stop, lo, span, &moved);
+            if (r > 0) {
+                same_chain = 1;
+                if (moved)
+                    for (changed = 0; ((const _PyInterpreterFrame *)c[changed].frame)->prev_instr ==
+                                      c[changed].instr; changed++) {}
             }
-            if (k < d) same_chain = 0;   /* a frame outside the chunk: walk instead */
         }
         /* 2. Otherwise one walk down the chain, compared as it goes. */
         if (!same_chain) {
@@ -275,6 +305,7 @@ static callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate) {
             if (changed == d) return c[d - 1].node;
             _PyInterpreterFrame *f = top;
             for (uint32_t k = d; k-- > changed; f = f->previous) fill_entry(&c[k], f);
+            note_refill(ts, changed, d);
             return intern_from(ts, changed, d, changed ? c[changed - 1].node : CALLSITE_NO_PYTHON);
         }
     }
@@ -300,6 +331,7 @@ static callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate) {
             first_changed++;
     }
     for (uint32_t i = first_changed; i < n; i++) c[i] = sc[n - 1 - i];
+    note_refill(ts, first_changed, n);
     ts->cache_depth = n;
     ts->cache_base = base;
     return intern_from(ts, first_changed, n, first_changed ? c[first_changed - 1].node : base);
@@ -334,7 +366,7 @@ void _fil_pystack_install(int cut_at_caller) {
     }
     /* Frames from before may have cached positions below the new cut: start afresh. */
     fil_thread_t *ts = _fil_thread_get();
-    if (ts) ts->cache_depth = 0;
+    if (ts) ts->cache_depth = ts->cache_rising = 0;
     _fil_unlock();
     _fil_pythreads_reset();
     _fil_set_stack_provider(python_stack);

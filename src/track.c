@@ -69,6 +69,7 @@ fil_thread_t *_fil_thread_get(void) {
     t->next_free = NULL;
     t->inherited = CALLSITE_NO_PYTHON;
     t->cache_depth = 0;
+    t->cache_rising = 0;
     t->cache_base = CALLSITE_NO_PYTHON;
     t->fallback_parent = CALLSITE_NO_PYTHON;
     t->fallback_node = CALLSITE_NO_PYTHON;
