@@ -1,8 +1,9 @@
-/* alloc_table.c: the live heap allocations, address -> (size, callsite).
+/* alloc_table.c: the live heap allocations that no side table holds, address -> (size, callsite).
  *
- * The hottest structure of the profiler: every malloc inserts and every free removes. Open
- * addressing with linear probing keeps a lookup to one or two cache lines; backward-shift deletion keeps
- * probe sequences short without tombstones. A slot is 16 bytes (address, size<<24 | callsite)
+ * Small blocks live in side tables (small_map.c); this table takes the rest: blocks over 1023
+ * bytes, callsites beyond what an entry holds, unaligned blocks, and all blocks when side tables
+ * cannot be mapped. Open addressing with linear probing keeps a lookup to one or two cache
+ * lines; backward-shift deletion keeps probe sequences short without tombstones. A slot is 16 bytes (address, size<<24 | callsite)
  * and the table grows at 75% load, which keeps the profiler's memory at 16-43 bytes per live
  * allocation (about 27 at 10 million). Memory is page-backed, never malloc.
  *

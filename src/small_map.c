@@ -28,10 +28,12 @@
  * long as live blocks start 16 bytes apart, which 16-byte alignment gives. The side table lies
  * outside its region, so the bound check above passes for every pointer of the region.
  * Heap side tables stay until exit (cleared on reset): a region that malloc gave back and got
- * again finds its table ready. Blocks of a region can be in the allocation table (too big for
- * an entry, or tracked before the region was adopted); the directory counts them per region,
- * so a free that finds an empty entry searches the table only when the region has some. A region whose heap side table is still in the directory when
+ * again finds its table ready. A region whose heap side table is still in the directory when
  * pymalloc asks for an arena there gets a plain arena, recorded in that same table.
+ *
+ * Blocks of a region can also be in the allocation table (too big for an entry, or tracked
+ * before the region was adopted). The directory counts them per region, so a free that finds
+ * an empty entry searches the allocation table only when its region has some.
  *
  * Protected by the tracking lock.
  */
