@@ -5,9 +5,7 @@ allocations, drawing flamegraphs) is done by the C core; this module only names 
 talks to the user.
 """
 import errno
-import mmap
 import os
-import shutil
 import sys
 import time
 
@@ -49,56 +47,33 @@ def new_run_dir(base):
 
 def render(prof, out_dir, kind, command_line=None, note=None):
     """Flamegraphs and index.html from a .prof; returns the path of index.html."""
-    prefix = "out-of-memory" if kind == "oom" else "peak-memory"
-    _core().render(prof, out_dir, prefix, kind, command_line, note)
+    _render(prof, out_dir, kind, command_line, note)
     return os.path.join(out_dir, "index.html")
 
 
-def parse_prof(path):
-    """[(frames, bytes)] from a collapsed-stacks file; frames as written, root first."""
-    stacks = []
-    with open(path, "rb") as f:
-        for raw in f:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            stack, _, count = line.rpartition(" ")
-            if not stack or not count.isdigit():
-                continue
-            stacks.append((stack.split(";"), int(count)))
-    return stacks
+def _render(prof, out_dir, kind, command_line, note, sites=0):
+    prefix = "out-of-memory" if kind == "oom" else "peak-memory"
+    return _core().render(prof, out_dir, prefix, kind, command_line, note, sites)
 
 
-def top_callsites(path, n=5):
-    """The n lines holding the most bytes: [(leaf frame, bytes)], biggest first (ties in order
-    of first appearance), reading the file as parse_prof does.
+SUMMARY_SITES = 5
 
-    Only each line's leaf is needed. A .prof of a big program is megabytes of deep stacks, and
-    decoding and splitting all of it took longer than rendering the flamegraphs; so the file is
-    mapped and each line is cut from the right in place. ';' and ' ' are ASCII, so cutting the
-    bytes finds the same leaf as cutting the decoded text; leaves that decode alike are merged."""
-    by_bytes = {}
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return []
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            find, rfind = data.find, data.rfind
-            pos, end = 0, len(data)
-            while pos < end:
-                nl = find(b"\n", pos)
-                if nl < 0:
-                    nl = end
-                space = rfind(b" ", pos, nl)
-                if space > pos:
-                    count = data[space + 1:nl]
-                    if count.isdigit():
-                        semi = rfind(b";", pos, space)
-                        leaf = data[(semi + 1 if semi >= 0 else pos):space]
-                        by_bytes[leaf] = by_bytes.get(leaf, 0) + int(count)
-                pos = nl + 1
+
+def biggest_call_sites(sites, n=SUMMARY_SITES):
+    """The n lines holding the most bytes: [(leaf frame, bytes)], biggest first, ties in order of
+    first appearance in the .prof; what reading the .prof line by line, decoding each leaf frame
+    with replacement characters and summing by text, would give.
+
+    `sites` comes from the renderer, which has just parsed the .prof (so it is not read a second
+    time, megabytes for a big program): (text bytes, bytes, order) for the n biggest call sites,
+    plus every one whose text may decode like another's, which are merged here."""
     totals = {}
-    for leaf, count in by_bytes.items():   # in first appearance order, as parse_prof's
-        text = leaf.decode("utf-8", "replace")
-        totals[text] = totals.get(text, 0) + count
-    return sorted(totals.items(), key=lambda kv: -kv[1])[:n]
+    for raw, count, order in sites:
+        text = raw.decode("utf-8", "replace")
+        seen = totals.get(text)
+        totals[text] = (count, order) if seen is None else (seen[0] + count, min(seen[1], order))
+    ranked = sorted(totals.items(), key=lambda kv: (-kv[1][0], kv[1][1]))
+    return [(text, count) for text, (count, _) in ranked[:n]]
 
 
 def mib(n):
@@ -148,7 +123,8 @@ def write_peak_report(base, command_line, label="Peak tracked memory"):
             run_dir = new_run_dir(base)
             prof = os.path.join(run_dir, "peak-memory.prof")
             peak = _core().dump(prof)
-            index = render(prof, run_dir, "peak", command_line)
+            sites = _render(prof, run_dir, "peak", command_line, None, SUMMARY_SITES)
+            index = os.path.join(run_dir, "index.html")
     except OSError as e:
         where = e.filename if isinstance(e.filename, str) else base
         if e.errno in _FULL_ERRNOS:
@@ -158,18 +134,19 @@ def write_peak_report(base, command_line, label="Peak tracked memory"):
         sys.stderr.write(PREFIX + "error: could not write the report in %s: %s; %s\n"
                          % (where, e.strerror or e, advice))
         if run_dir and os.path.isdir(run_dir):
+            import shutil
+
             shutil.rmtree(run_dir, ignore_errors=True)  # never leave a report that looks whole
         return None
-    print_summary(label, peak, prof, index)
+    print_summary(label, peak, biggest_call_sites(sites), index)
     return index
 
 
-def print_summary(label, total, prof, index):
+def print_summary(label, total, top, index):
     out = [PREFIX + "%s: %s" % (label, mib(total)),
            PREFIX + "Report: " + index]
     own = _core().stats()[2]
     out.append(PREFIX + "Profiler's own memory: %s" % mib(own))
-    top = top_callsites(prof)
     if top:
         out.append(PREFIX + "Biggest call sites:")
         for frame, count in top:

@@ -13,6 +13,7 @@
 
 #include <dlfcn.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Our malloc is the process's malloc only when this library was preloaded. `&malloc` cannot
    tell: malloc is exported, so the reference goes through the GOT and is libc's malloc whenever
@@ -124,13 +125,59 @@ static PyObject *py_oom_configure(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* render(prof_path, out_dir, prefix, kind ("peak"|"oom"), command_line, note) */
+/* The call sites the renderer reports (render.h, on_site), collected while the GIL is released:
+   records of (bytes, order, length, text) one after the other in pages of our own. */
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int failed;
+} site_list_t;
+
+typedef struct { uint64_t bytes, order, len; } site_head_t;
+
+static void collect_site(void *ctx, const char *text, size_t len, uint64_t bytes, uint64_t order) {
+    site_list_t *l = ctx;
+    size_t need = sizeof(site_head_t) + len;
+    if (l->failed) return;
+    if (l->cap - l->len < need) {
+        size_t ncap = l->cap ? l->cap : 16384;
+        while (ncap - l->len < need) ncap *= 2;
+        char *p = prim_pages_resize(l->buf, l->cap, ncap);
+        if (!p) { l->failed = 1; return; }
+        l->buf = p;
+        l->cap = ncap;
+    }
+    site_head_t h = {bytes, order, len};
+    memcpy(l->buf + l->len, &h, sizeof h);
+    memcpy(l->buf + l->len + sizeof h, text, len);
+    l->len += need;
+}
+
+/* [(text bytes, bytes, order)] from the collected records. */
+static PyObject *site_list_to_python(const site_list_t *l) {
+    PyObject *out = PyList_New(0);
+    for (size_t at = 0; out && at < l->len;) {
+        site_head_t h;
+        memcpy(&h, l->buf + at, sizeof h);
+        PyObject *item = Py_BuildValue("y#KK", l->buf + at + sizeof h, (Py_ssize_t)h.len,
+                                       (unsigned long long)h.bytes, (unsigned long long)h.order);
+        if (!item || PyList_Append(out, item) < 0) Py_CLEAR(out);
+        Py_XDECREF(item);
+        at += sizeof h + h.len;
+    }
+    return out;
+}
+
+/* render(prof_path, out_dir, prefix, kind ("peak"|"oom"), command_line, note, sites=0):
+   None, or with sites > 0 the call sites for a summary as [(text bytes, bytes, order)]
+   (render.h: on_site says what they are and how to rank them). */
 static PyObject *py_render(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *prof, *dir;
     const char *prefix, *kind, *cmdline = NULL, *note = NULL;
-    if (!PyArg_ParseTuple(args, "O&O&ss|zz", PyUnicode_FSConverter, &prof, PyUnicode_FSConverter,
-                          &dir, &prefix, &kind, &cmdline, &note))
+    unsigned int sites = 0;
+    if (!PyArg_ParseTuple(args, "O&O&ss|zzI", PyUnicode_FSConverter, &prof, PyUnicode_FSConverter,
+                          &dir, &prefix, &kind, &cmdline, &note, &sites))
         return NULL;
     fil_render_opts_t opts = {0};
     opts.prof_path = PyBytes_AS_STRING(prof);
@@ -139,21 +186,32 @@ static PyObject *py_render(PyObject *self, PyObject *args) {
     opts.kind = kind[0] == 'o' ? FIL_REPORT_OOM : FIL_REPORT_PEAK;
     opts.command_line = cmdline;
     opts.extra_note = note;
+    site_list_t found = {0};
+    if (sites > 0) {
+        opts.on_site = collect_site;
+        opts.site_ctx = &found;
+        opts.sites = sites;
+    }
     int r;
     Py_BEGIN_ALLOW_THREADS
     _fil_tl_guard++;
     r = fil_render_report(&opts);
     _fil_tl_guard--;
     Py_END_ALLOW_THREADS
+    PyObject *result = NULL;
     if (r < 0) {
         PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, dir);
-        Py_DECREF(prof);
-        Py_DECREF(dir);
-        return NULL;
+    } else if (sites == 0) {
+        result = Py_NewRef(Py_None);
+    } else if (found.failed) {
+        PyErr_NoMemory();
+    } else {
+        result = site_list_to_python(&found);
     }
+    if (found.buf) prim_pages_free(found.buf, found.cap);
     Py_DECREF(prof);
     Py_DECREF(dir);
-    Py_RETURN_NONE;
+    return result;
 }
 
 static PyMethodDef methods[] = {
@@ -164,7 +222,8 @@ static PyMethodDef methods[] = {
     {"stats", py_stats, METH_NOARGS, "(live bytes, peak bytes, profiler's own bytes)"},
     {"oom_configure", py_oom_configure, METH_VARARGS,
      "oom_configure(out_dir, command_line=None): where out-of-memory reports go."},
-    {"render", py_render, METH_VARARGS, "render(prof, out_dir, prefix, kind, cmdline, note)"},
+    {"render", py_render, METH_VARARGS,
+     "render(prof, out_dir, prefix, kind, cmdline, note, sites=0) -> None or call sites"},
     {NULL, NULL, 0, NULL},
 };
 

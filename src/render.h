@@ -17,6 +17,12 @@
 
 typedef enum { FIL_REPORT_PEAK, FIL_REPORT_OOM } fil_report_kind_t;
 
+/* A call site: the last frame of a stack, with the bytes of every stack ending in it. `order`
+ * is the index (from 0), among the .prof's stack lines, of the first one ending there. text
+ * points into the .prof and is valid only during the call. */
+typedef void (*fil_render_site_fn)(void *ctx, const char *text, size_t len, uint64_t bytes,
+                                   uint64_t order);
+
 typedef struct {
     const char *prof_path;     /* input collapsed stacks */
     const char *out_dir;       /* existing directory to write into */
@@ -26,6 +32,15 @@ typedef struct {
     const char *extra_note;    /* optional plain text paragraph for index.html (e.g. OOM figures); may be NULL */
     void *scratch;             /* optional preallocated working memory (OOM path); NULL = mmap what is needed */
     size_t scratch_size;
+    /* Optional: the call sites for a terminal summary, so that it need not read the .prof again.
+     * on_site is called, in no particular order, for the `sites` biggest call sites whose text is
+     * valid UTF-8 without U+FFFD (ranked by bytes, then order), and for every call site whose text
+     * is not: decoded with replacement characters, those may read the same as another, so the
+     * caller decodes, merges equal texts (bytes summed, the smaller order kept) and ranks them by
+     * (-bytes, order). The result is what reading the .prof line by line would give. */
+    fil_render_site_fn on_site;
+    void *site_ctx;
+    unsigned sites;
 } fil_render_opts_t;
 
 /* Render opts->prof_path into out_dir: PREFIX.svg (callers at the top), PREFIX-reversed.svg

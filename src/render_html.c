@@ -69,6 +69,53 @@ static uint32_t top_sites(const render_data_t *d, uint32_t *out) {
     return n;
 }
 
+/* May s[0..n) decode (with replacement) to the same text as other bytes? Only if it holds an
+   invalid sequence or U+FFFD itself: a valid text without U+FFFD decodes to itself alone. */
+static int may_merge_when_decoded(const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        if ((unsigned char)s[i] < 0x80) { i++; continue; }
+        uint32_t cp;
+        i += utf8_next(s + i, n - i, &cp);
+        if (cp == ESC_REPLACEMENT) return 1;
+    }
+    return 0;
+}
+
+typedef struct { uint32_t frame; uint64_t order; } site_rank_t;
+
+/* opts->on_site for the call sites (see render.h). Stacks are visited in file order, so a
+   frame's first stack as a leaf is its order, and a later site ties below an earlier one. */
+static int report_sites(render_data_t *d, const fil_render_opts_t *o) {
+    render_mark_t mark = render_arena_mark(&d->arena);
+    uint8_t *seen = render_arena_alloc(&d->arena, d->nframes ? d->nframes : 1);
+    uint32_t cap = o->sites;
+    site_rank_t *top = render_arena_alloc(&d->arena, (cap ? cap : 1) * sizeof *top);
+    if (!seen || !top) return -1;
+    memset(seen, 0, d->nframes);
+    uint32_t n = 0;
+    for (size_t k = 0; k < d->nstacks; k++) {
+        const render_stack_t *st = &d->stacks[k];
+        uint32_t id = d->ids[st->first + st->depth - 1];
+        if (seen[id]) continue;
+        seen[id] = 1;
+        const render_frame_t *f = &d->frames[id];
+        if (may_merge_when_decoded(f->text, f->len)) {
+            o->on_site(o->site_ctx, f->text, f->len, f->leaf_bytes, k);
+            continue;
+        }
+        if (cap == 0 || (n == cap && f->leaf_bytes <= d->frames[top[n - 1].frame].leaf_bytes)) continue;
+        uint32_t i = n < cap ? n++ : n - 1;
+        while (i > 0 && d->frames[top[i - 1].frame].leaf_bytes < f->leaf_bytes) { top[i] = top[i - 1]; i--; }
+        top[i] = (site_rank_t){id, k};
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const render_frame_t *f = &d->frames[top[i].frame];
+        o->on_site(o->site_ctx, f->text, f->len, f->leaf_bytes, top[i].order);
+    }
+    render_arena_reset(&d->arena, mark);
+    return 0;
+}
+
 static void put_sites_table(outbuf_t *ob, render_data_t *d) {
     uint32_t ids[TOP_SITES];
     uint32_t n = top_sites(d, ids);
@@ -240,6 +287,7 @@ int fil_render_report(const fil_render_opts_t *opts) {
     render_data_t d;
     int rc = -1, e = 0;
     if (render_data_load(&d, opts->prof_path, opts->scratch, opts->scratch_size) < 0) goto done;
+    if (opts->on_site && report_sites(&d, opts) < 0) goto done;
 
     char human[40], title[160], rev_title[200];
     render_fmt_human(human, d.total);
