@@ -10,7 +10,6 @@ Options come before the subcommand; everything after the script or module name g
 program unchanged. `run` replaces this process with the Python interpreter and the preloaded
 library (so the program's exit status is this command's), running filprofiler/_run.py.
 """
-import argparse
 import os
 import sys
 
@@ -43,6 +42,8 @@ def error(message, code=2):
 
 
 def top_parser():
+    import argparse
+
     p = argparse.ArgumentParser(
         prog="fil-profile",
         description=DESCRIPTION,
@@ -66,6 +67,49 @@ def top_parser():
     return p
 
 
+# The options before the subcommand, spelled out in full, and where argparse stores them.
+FLAG_DESTS = {"--no-browser": "no_browser", "--disable-oom-detection": "disable_oom_detection",
+              "--limit-thread-pools": "limit_thread_pools"}
+VALUE_DESTS = {"-o": "output", "--output": "output", "--oom-threshold": "oom_threshold"}
+
+
+class Options:
+    """What top_parser() returns for no options: the defaults."""
+    output = "fil-result"
+    no_browser = False
+    disable_oom_detection = False
+    oom_threshold = None
+    limit_thread_pools = False
+
+
+def parse_plain_options(before):
+    """The options as top_parser() would parse them, for the usual command lines: each option
+    spelled out in full (`--no-browser`, `-o DIR`), its value a separate argument that does not
+    start with '-', --oom-threshold's in ASCII digits. None for anything else (abbreviations,
+    `--output=DIR`, `-oDIR`, --help, mistakes), which argparse then parses, or reports.
+
+    Importing argparse (with re, enum, gettext) and building the parser cost about as much as
+    starting the interpreter itself, ~14 ms at every launch."""
+    opts = Options()
+    i = 0
+    while i < len(before):
+        arg = before[i]
+        if arg in FLAG_DESTS:
+            setattr(opts, FLAG_DESTS[arg], True)
+            i += 1
+            continue
+        if arg not in VALUE_DESTS or i + 1 == len(before) or before[i + 1].startswith("-"):
+            return None
+        value = before[i + 1]
+        if arg == "--oom-threshold":
+            if not (value.isascii() and value.isdigit() and len(value) < 19):
+                return None
+            value = int(value)
+        setattr(opts, VALUE_DESTS[arg], value)
+        i += 2
+    return opts
+
+
 def split_argv(argv):
     """(options before the subcommand, subcommand or None, the rest untouched)."""
     i = 0
@@ -84,9 +128,11 @@ def split_argv(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    parser = top_parser()
     before, command, rest = split_argv(argv)
-    opts = parser.parse_args(before)
+    opts = parse_plain_options(before) if command is not None else None
+    if opts is None:
+        parser = top_parser()
+        opts = parser.parse_args(before)
     if command is None:
         if before and not any(a.startswith("-") for a in before):
             error("unknown command %r; use one of: %s" % (before[0], ", ".join(SUBCOMMANDS)))
@@ -155,6 +201,8 @@ def cmd_python(rest):
 
 
 def cmd_render(opts, rest):
+    import argparse
+
     p = argparse.ArgumentParser(prog="fil-profile render",
                                 description="Render a collapsed-stacks file (.prof) into "
                                             "flamegraphs and index.html.")

@@ -14,13 +14,20 @@ SAVED_VAR = "_FIL_SAVED_LD_PRELOAD"
 
 
 def library_path():
-    """The preload library, which is also the `filprofiler._filpreload` extension module."""
-    import importlib.util
+    """The preload library, which is also the `filprofiler._filpreload` extension module: the
+    file the import system would load, found as it would (the package's directories in order,
+    extension suffixes in order, before any source), without importing it here nor
+    importlib.util, which would cost the launcher more than all its other imports."""
+    from importlib.machinery import EXTENSION_SUFFIXES
 
-    spec = importlib.util.find_spec("filprofiler._filpreload")
-    if spec is None or not spec.origin:
-        raise FileNotFoundError("the filprofiler C library is missing; reinstall with `pip install .`")
-    return os.path.realpath(spec.origin)
+    import filprofiler
+
+    for directory in filprofiler.__path__:
+        for suffix in EXTENSION_SUFFIXES:
+            path = os.path.join(directory, "_filpreload" + suffix)
+            if os.path.isfile(path):
+                return os.path.realpath(path)
+    raise FileNotFoundError("the filprofiler C library is missing; reinstall with `pip install .`")
 
 
 def preload_environment(base=None):

@@ -381,3 +381,50 @@ def test_summary_on_stderr(run_fil):
     assert any(os.path.join(report, "index.html") in l for l in lines), lines
     assert any("script.py:1 (<module>)" in l for l in lines), lines
     assert ":" not in os.path.basename(report)
+
+
+# ---- the launcher's own option parsing ----
+
+PLAIN_CASES = [
+    [], ["--no-browser"], ["-o", "out"], ["--output", "a b"], ["-o", ""], ["-o", "x", "-o", "y"],
+    ["--oom-threshold", "12"], ["--oom-threshold", "0"], ["--oom-threshold", "007"],
+    ["--disable-oom-detection", "--limit-thread-pools", "--no-browser", "-o", "d",
+     "--oom-threshold", "64", "--no-browser"],
+    # Left to argparse: it takes some of these, rejects the others.
+    ["--oom-threshold", "-5"], ["--oom-threshold", "\u0661\u0662"], ["--oom-threshold", "1_000"],
+    ["--oom-threshold", " 5"], ["--oom-threshold", "9" * 30], ["-o", "-x"], ["-o", "-"], ["-o"],
+    ["--no-b"], ["--out", "x"], ["--output=x"], ["-ox"], ["--", "x"], ["--nope"], ["x"],
+]
+
+
+def test_plain_options_parse_as_argparse_does():
+    """The launcher parses the usual options without argparse; whenever it does, the result is
+    argparse's, and it leaves everything else to argparse."""
+    from filprofiler import _cli
+
+    parser = _cli.top_parser()
+    handled = 0
+    for before in PLAIN_CASES:
+        fast = _cli.parse_plain_options(before)
+        if fast is None:
+            continue
+        handled += 1
+        expected = vars(parser.parse_args(before))
+        assert {k: getattr(fast, k) for k in expected} == expected, before
+    assert handled == 10
+
+
+def test_run_does_not_import_argparse(tmp_path):
+    """`fil-profile -o DIR --no-browser run ...` starts the program without importing argparse
+    or importlib.util (and what they import): they were most of the launcher's own time. As the
+    console script does (`python -m` would import importlib.util for runpy)."""
+    write_script(tmp_path, "print('ran')\n")
+    launcher = "from filprofiler._cli import main; main()"
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", launcher, "-o", "out",
+                           "--no-browser", "run", "script.py"], cwd=str(tmp_path),
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout == b"ran\n", proc.stderr
+    imported = [l.rsplit("|", 1)[-1].strip() for l in proc.stderr.decode().splitlines()
+                if l.startswith("import time:")]
+    assert "filprofiler._cli" in imported
+    assert "argparse" not in imported and "importlib.util" not in imported, imported
