@@ -31,6 +31,8 @@ class MakeBuildExt(build_ext):
 
 setup(
     ext_modules=[Extension("filprofiler._filpreload", sources=[])],
+    # The `fil-profile` command: a plain script, not an entry point (bin/fil-profile says why).
+    scripts=["bin/fil-profile"],
     cmdclass={"build_ext": MakeBuildExt},
     # The kernelspec, read by `fil-profile install-kernel`; data_files below puts the same
     # file where Jupyter looks for kernels.
