@@ -27,8 +27,17 @@
  * The report is written with almost nothing left: no Python (the failing allocation may come
  * from inside the interpreter with any lock held), no malloc. The allocations alive now are
  * dumped to out-of-memory.prof (track.c, static buffer), and rendered (render.h) from scratch
- * memory reserved and touched at start. Then the process ends with _exit(FIL_OOM_EXIT_CODE): the
- * program's own atexit handlers and buffered output are skipped, as after a kill.
+ * memory reserved at start. Then the process ends with _exit(FIL_OOM_EXIT_CODE): the program's
+ * own atexit handlers and buffered output are skipped, as after a kill.
+ *
+ * The scratch is mapped at start, so it is inside any address-space limit from the beginning,
+ * but touched (populated) only by the first poll that finds a figure's headroom above its
+ * threshold under 4 budgets (256 MiB): from then on its pages are resident, as the report
+ * needs them when memory is really short. Polls come at least every budget, so that happens
+ * before the threshold is crossed, unless a single allocation jumps from there to under it, and
+ * that allocation is not touched yet when the report starts. A failed allocation is the
+ * address-space limit or an impossible size, not a shortage of pages. Populating at every start
+ * cost ~6 ms (20 MiB of page faults) and kept 20 MiB resident in programs far from any limit.
  */
 #include "oom.h"
 
@@ -39,6 +48,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -63,6 +73,10 @@ static uint64_t threshold_override;  /* bytes; 0 = the per-figure default */
 static long utc_offset;              /* seconds east of UTC when tracking started */
 static void *scratch;
 static size_t scratch_size;
+/* A poll populates the scratch while the report may use it and, if it is too small, unmap it:
+   the state keeps the unmapping from happening under the populating. */
+enum { SCRATCH_UNTOUCHED, SCRATCH_POPULATING, SCRATCH_POPULATED, SCRATCH_GONE };
+static atomic_int scratch_state;
 static int64_t budget_set;           /* the countdown's value at the last poll (tracking lock) */
 
 static atomic_int polling;           /* one thread reads the figures at a time */
@@ -95,11 +109,11 @@ void _fil_oom_start(void) {
     if (localtime_r(&now, &tm)) utc_offset = tm.tm_gmtoff;
     if (!scratch) {
         size_t size = fil_render_scratch_hint(SCRATCH_PROF_BYTES);
-        /* Populated: really there when memory is short. Small pages: the renderer fills it
-           from the start, so huge pages would save nothing, while faulting them in costs from
-           about half as much (free memory in 2 MiB blocks) to several times as much (the
-           kernel compacting memory first; 50 ms against 10 ms seen on a VM) at every start. */
-        scratch = prim_pages_alloc_with(size, PRIM_PAGES_POPULATE);
+        /* Populated later (see the top of this file). Small pages: the renderer fills it from
+           the start, so huge pages would save nothing, while faulting them in costs from about
+           half as much (free memory in 2 MiB blocks) to several times as much (the kernel
+           compacting memory first; 50 ms against 10 ms seen on a VM). */
+        scratch = prim_pages_alloc_with(size, 0);
         if (scratch) scratch_size = size;
     }
     _fil_lock();
@@ -315,6 +329,13 @@ static int render(const char *dir, const char *prof, const char *note) {
         o.scratch_size = scratch_size;
         if (fil_render_report(&o) == 0) return 0;
         if (errno != ENOMEM) return -1;
+        for (int st;;) {   /* wait for a poll populating it, then keep the others off */
+            st = atomic_load(&scratch_state);
+            if (st != SCRATCH_POPULATING &&
+                atomic_compare_exchange_strong(&scratch_state, &st, SCRATCH_GONE))
+                break;
+            sched_yield();
+        }
         prim_pages_free(scratch, scratch_size);
         scratch = NULL;
         o.scratch = NULL;
@@ -431,6 +452,13 @@ void _fil_oom_poll(void) {
         put(&t, figure_name(v.which));
         put(&t, ")");
         report_and_exit(reason, &v, 0);
+    }
+    int untouched = SCRATCH_UNTOUCHED;
+    if (v.budget < BUDGET_MAX && scratch &&
+        atomic_compare_exchange_strong(&scratch_state, &untouched, SCRATCH_POPULATING)) {
+        /* Within 4 budgets of a threshold: make the report's memory resident now. */
+        prim_pages_populate(scratch, scratch_size);
+        atomic_store(&scratch_state, SCRATCH_POPULATED);
     }
     _fil_lock();
     int64_t during = INT64_MAX - _fil_oom_countdown;   /* allocated while we were reading */

@@ -21,8 +21,8 @@ extern int64_t _fil_oom_countdown;
 void _fil_oom_configure(const char *out_dir, const char *command_line);
 
 /* At tracking start, before _fil_tracking is set, with the guard set: reads
-   FIL_DISABLE_OOM_DETECTION and FIL_OOM_THRESHOLD_MIB, reserves (and touches) the renderer's
-   scratch memory once per process, and arms the early check. */
+   FIL_DISABLE_OOM_DETECTION and FIL_OOM_THRESHOLD_MIB, reserves the renderer's scratch memory
+   once per process (touched by a poll once memory gets short), and arms the early check. */
 void _fil_oom_start(void);
 
 /* The countdown ran out: read the memory figures; below the threshold this writes the report

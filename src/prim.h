@@ -30,6 +30,9 @@ void *prim_pages_alloc(size_t size);
 #define PRIM_PAGES_HUGE 1u
 #define PRIM_PAGES_POPULATE 2u
 void *prim_pages_alloc_with(size_t size, unsigned flags);
+/* Fault in a region from prim_pages_alloc_with, as PRIM_PAGES_POPULATE would have, later: best
+   effort, contents unchanged, safe while other threads use the region. */
+void prim_pages_populate(void *p, size_t size);
 void prim_pages_free(void *p, size_t size);
 /* Grow or shrink a region from prim_pages_alloc, moving it if needed; NULL on failure
    (the old region is then untouched). */

@@ -46,18 +46,21 @@ static void advise_huge(void *p, size_t size) {
 }
 
 /* Fault in p[0..size) for writing after the fact: MADV_POPULATE_WRITE (Linux 5.14) in one call,
-   or, where the kernel does not know it (EINVAL), one write per page. Writing a zero leaves
-   the contents as mmap gave them. Any other failure (no memory now) is left alone: best effort,
-   as MAP_POPULATE. */
+   or, where the kernel does not know it (EINVAL), one write per page: an atomic or of zero,
+   which leaves the contents as they are even if another thread is writing them. Any other
+   failure (no memory now) is left alone: best effort, as MAP_POPULATE. */
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
 static void populate(void *p, size_t size) {
     int saved = errno;
     if (syscall(SYS_madvise, p, size, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
-        for (size_t off = 0; off < size; off += 4096) ((volatile char *)p)[off] = 0;
+        for (size_t off = 0; off < size; off += 4096)
+            __atomic_fetch_or((char *)p + off, 0, __ATOMIC_RELAXED);
     errno = saved;
 }
+
+void prim_pages_populate(void *p, size_t size) { populate(p, round_pages(size)); }
 
 void *prim_pages_alloc_with(size_t size, unsigned flags) {
     size = round_pages(size);

@@ -1,5 +1,6 @@
 /* Unit tests for the profiler's page allocator (prim_linux.c): zeroed memory, the accounting of
- * prim_pages_in_use, and PRIM_PAGES_POPULATE leaving every page resident before first use. */
+ * prim_pages_in_use, PRIM_PAGES_POPULATE leaving every page resident before first use, and
+ * prim_pages_populate doing the same later without changing what is written there. */
 #include "prim.h"
 #include "testhelper.h"
 
@@ -47,6 +48,20 @@ static void test_lazy_by_default(void) {
     prim_pages_free(p, 8 * MIB);
 }
 
+static void test_populate_later(void) {
+    size_t size = 20 * MIB + 4096;
+    unsigned char *p = prim_pages_alloc_with(size, 0);
+    CHECK(p != NULL);
+    if (!p) return;
+    memset(p + 5 * MIB, 0x77, 4096 + 10);   /* already written: must stay as it is */
+    CHECK(resident_pages(p, size) < size / 4096 / 2);
+    prim_pages_populate(p, size);
+    CHECK_EQ_U(resident_pages(p, size), size / 4096);
+    CHECK(p[5 * MIB] == 0x77 && p[5 * MIB + 4096 + 9] == 0x77 && p[5 * MIB + 4096 + 10] == 0);
+    CHECK(all_zero(p, 5 * MIB) && all_zero(p + 6 * MIB, size - 6 * MIB));
+    prim_pages_free(p, size);
+}
+
 int main(void) {
     test_populate(0, 64 * 1024);
     test_populate(PRIM_PAGES_POPULATE, 64 * 1024 + 4096);
@@ -55,6 +70,7 @@ int main(void) {
     test_populate(PRIM_PAGES_HUGE | PRIM_PAGES_POPULATE, 8 * MIB);   /* advised, then populated */
     test_populate(PRIM_PAGES_HUGE | PRIM_PAGES_POPULATE, MIB);       /* under 4 MiB: small pages */
     test_lazy_by_default();
+    test_populate_later();
     /* prim_pages_alloc keeps its default: huge pages from 4 MiB, nothing populated. */
     unsigned char *p = prim_pages_alloc(8 * MIB);
     CHECK(p != NULL);

@@ -316,6 +316,25 @@ def test_cgroup_memory_limit(tmp_path):
                 time.sleep(0.1)   # the cgroup empties once the killed process is reaped
 
 
+def test_report_memory_resident_only_near_a_limit(tmp_path):
+    """The 20 MiB the report is rendered from are reserved at start but made resident only once
+    the early check finds memory within reach of a threshold: a program far from any limit does
+    not carry them."""
+    program = write_program(tmp_path, "rss.py", """
+        import numpy
+        data = [bytearray(1 << 20) for _ in range(4)]   # allocations: the early check reads
+        for line in open("/proc/self/status"):
+            if line.startswith("RssAnon:"):
+                print(int(line.split()[1]) * 1024)
+    """)
+    plenty, _ = run_fil(tmp_path, program)
+    near = baseline_vsize(tmp_path) + 200 * MIB   # under 256 MiB above the threshold
+    tight, _ = run_fil(tmp_path, program, preexec_fn=limit_address_space(near))
+    assert plenty.returncode == 0 and tight.returncode == 0, (plenty.stderr, tight.stderr)
+    extra = int(tight.stdout.split()[-1]) - int(plenty.stdout.split()[-1])
+    assert 19 * MIB <= extra <= 22 * MIB, extra / MIB
+
+
 # ---- SIGUSR2 ----
 
 def _wait_for(predicate, what, proc, limit=RUN_TIMEOUT):
