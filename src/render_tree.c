@@ -238,7 +238,26 @@ static int parse_count(const char *s, size_t n, uint64_t *out) {
     return 0;
 }
 
-static int parse_line(render_data_t *d, const char *s, size_t n) {
+/* Length of the common prefix of a[0..n) and b[0..n), eight bytes at a time. */
+static size_t common_prefix(const char *a, const char *b, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y) break;
+    }
+    while (i < n && a[i] == b[i]) i++;
+    return i;
+}
+
+/* The stack text of the line parsed last (for parse_line), empty before the first. */
+typedef struct {
+    const char *text;
+    size_t len;
+} prev_stack_t;
+
+static int parse_line(render_data_t *d, const char *s, size_t n, prev_stack_t *prev) {
     while (n > 0 && (s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
     if (n == 0) return 0;                                /* blank line: nothing to skip */
     size_t sp = n;
@@ -254,6 +273,26 @@ static int parse_line(render_data_t *d, const char *s, size_t n) {
     st->first = d->nids;
     st->depth = 0;
     const char *p = s, *end = s + stack_len;
+    /* The profiler writes stacks in the order their call sites were first seen, so a line
+     * usually starts with many of the previous line's frames. Those that are the same bytes up
+     * to and including their ';' in both lines are the same frames: their ids are copied instead
+     * of hashing and looking up each frame's text again. */
+    if (d->nstacks > 1) {
+        const render_stack_t *last = st - 1;
+        size_t lim = prev->len < stack_len ? prev->len : stack_len;
+        size_t same = common_prefix(prev->text, s, lim), at = 0;
+        for (uint32_t k = 0; k + 1 < last->depth; k++) {
+            uint32_t id = d->ids[last->first + k];
+            size_t semi = at + d->frames[id].len;          /* the ';' after frame k */
+            if (semi >= same) break;
+            d->ids[d->nids++] = id;
+            st->depth++;
+            at = semi + 1;
+        }
+        p = s + at;
+    }
+    prev->text = s;
+    prev->len = stack_len;
     for (;;) {
         const char *semi = memchr(p, ';', (size_t)(end - p));
         const char *stop = semi ? semi : end;
@@ -291,10 +330,11 @@ int render_data_parse(render_data_t *d, const char *buf, size_t len, void *scrat
     }
     if (frames_rehash(d, d->arena.grows ? table_size_for(most) : 1024) < 0) return -1;
     const char *p = buf, *end = buf + len;
+    prev_stack_t prev = {buf, 0};
     while (p < end) {
         const char *q = memchr(p, '\n', (size_t)(end - p));
         const char *stop = q ? q : end;
-        if (parse_line(d, p, (size_t)(stop - p)) < 0) return -1;
+        if (parse_line(d, p, (size_t)(stop - p), &prev) < 0) return -1;
         p = q ? q + 1 : end;
     }
     return 0;
@@ -505,16 +545,37 @@ int render_tree_build(render_data_t *d, render_tree_t *t, int reversed) {
     root->total = d->total; root->x = 0;
     root->frame = RENDER_NONE; root->parent = RENDER_NONE;
     root->first_child = RENDER_NONE; root->next_sibling = RENDER_NONE;
+    /* path[k]: the node of the previous stack's frame k (in this tree's order). A stack that
+     * starts with the same frames as the previous one goes through the same nodes. */
+    uint32_t maxdepth = 1;
+    for (size_t s = 0; s < d->nstacks; s++)
+        if (d->stacks[s].depth > maxdepth) maxdepth = d->stacks[s].depth;
+    uint32_t *path = render_arena_alloc(&d->arena, (size_t)maxdepth * sizeof *path);
+    if (!path) return -1;
+    const render_stack_t *last = NULL;
     for (size_t s = 0; s < d->nstacks; s++) {
         const render_stack_t *st = &d->stacks[s];
         const uint32_t *ids = d->ids + st->first;
-        uint32_t cur = 0;
-        for (uint32_t k = 0; k < st->depth; k++) {
+        uint32_t cur = 0, k = 0;
+        if (last) {
+            const uint32_t *lids = d->ids + last->first;
+            uint32_t lim = st->depth < last->depth ? st->depth : last->depth;
+            for (; k < lim; k++) {
+                uint32_t a = reversed ? ids[st->depth - 1 - k] : ids[k];
+                uint32_t b = reversed ? lids[last->depth - 1 - k] : lids[k];
+                if (a != b) break;
+                cur = path[k];
+                t->nodes[cur].total += st->bytes;
+            }
+        }
+        for (; k < st->depth; k++) {
             uint32_t frame = ids[reversed ? st->depth - 1 - k : k];
             cur = child_of(d, t, cur, frame);
             if (cur == RENDER_NONE) return -1;
             t->nodes[cur].total += st->bytes;
+            path[k] = cur;
         }
+        last = st;
     }
     /* Parents precede children, so one pass in id order sorts every sibling list. */
     for (uint32_t id = 0; id < t->nnodes; id++) {

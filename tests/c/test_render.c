@@ -1,6 +1,8 @@
 /* Unit tests for the renderer's data side (render_tree.c): parsing of odd and malformed
  * lines, merging of identical stacks, reversal, narrow-frame merging and the layout
- * invariant that widths add up at every level; plus one whole report into a temp dir. */
+ * invariant that widths add up at every level; stacks sharing frames with the previous line
+ * (which the parser and the trees take over instead of looking up again) against a plain
+ * split and a walk of the tree; plus one whole report into a temp dir. */
 #define FIL_RENDER_INTERNAL 1
 #include <errno.h>
 #include <fcntl.h>
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 #include "render.h"
+#include "rng.h"
 #include "testhelper.h"
 
 #define LIT(s) s, sizeof(s) - 1
@@ -139,6 +142,101 @@ static void test_tree_and_reversal(void) {
     render_data_release(&d);
 }
 
+/* The child of `parent` for `frame` by scanning the sibling list: no hashing, no shortcut. */
+static uint32_t scan_child(const render_tree_t *t, uint32_t parent, uint32_t frame) {
+    for (uint32_t c = t->nodes[parent].first_child; c != RENDER_NONE; c = t->nodes[c].next_sibling)
+        if (t->nodes[c].frame == frame) return c;
+    return RENDER_NONE;
+}
+
+/* Random lines over frames chosen to trip a byte-level shortcut: prefixes of one another
+ * ("a", "ab", "a b"), with spaces, empty ones (";;"), digits (a count-like "1"), stacks that
+ * are prefixes of the previous one, repeated stacks, and malformed lines in between. Each
+ * stack must be its line split on ';', and each tree's node totals what walking every stack
+ * through the sibling lists sums up. */
+static void test_shared_prefixes(void) {
+    static const char *const frames[] = {"a", "ab", "a b", "", "1", "m.py:1 (f)", "m.py:12 (f)",
+                                         "m.py:1 (g)", "x;", "[No Python stack]"};
+    static char buf[1 << 20];
+    static uint64_t expected[1 << 16];
+    rng_t rng = {test_seed("test_render", 11)};
+    for (int round = 0; round < 40; round++) {
+        size_t len = 0;
+        /* The line texts, to compare against: stack bytes start/len per parsed line. */
+        static size_t starts[4096], lens[4096];
+        size_t nlines = 0;
+        char prev[512];
+        size_t prev_len = 0;
+        for (int i = 0; i < 300; i++) {
+            if (rng_below(&rng, 20) == 0) { len += (size_t)sprintf(buf + len, "junk line\n"); continue; }
+            char stack[512];
+            size_t sl = 0;
+            int keep = prev_len && rng_below(&rng, 4) ? (int)rng_below(&rng, 4) : -1;
+            if (keep >= 0) {   /* start with part of the previous stack, cut at a ';' or not */
+                size_t cut = rng_below(&rng, prev_len + 1);
+                memcpy(stack, prev, cut);
+                sl = cut;
+            }
+            int more = (int)rng_below(&rng, 5);
+            for (int k = 0; k < more && sl < 400; k++) {
+                if (sl > 0 || k > 0) stack[sl++] = ';';
+                const char *f = frames[rng_below(&rng, sizeof frames / sizeof frames[0])];
+                memcpy(stack + sl, f, strlen(f));
+                sl += strlen(f);
+            }
+            if (sl == 0) { stack[0] = 'a'; sl = 1; }
+            memcpy(prev, stack, sl);
+            prev_len = sl;
+            starts[nlines] = len;
+            lens[nlines++] = sl;
+            memcpy(buf + len, stack, sl);
+            len += sl;
+            len += (size_t)sprintf(buf + len, " %u\n", (unsigned)rng_below(&rng, 1000));
+        }
+        render_data_t d;
+        CHECK(render_data_parse(&d, buf, len, NULL, 0) == 0);
+        CHECK_EQ_U(d.nstacks, nlines);
+        for (size_t k = 0; k < d.nstacks && k < nlines; k++) {
+            const render_stack_t *st = &d.stacks[k];
+            char joined[1024];
+            size_t jl = 0;
+            for (uint32_t j = 0; j < st->depth && jl < 900; j++) {
+                const render_frame_t *f = &d.frames[d.ids[st->first + j]];
+                if (j) joined[jl++] = ';';
+                memcpy(joined + jl, f->text, f->len);
+                jl += f->len;
+            }
+            /* The line's stack text (a frame text may hold ' ': the count is after the last). */
+            CHECK(jl == lens[k] && memcmp(joined, buf + starts[k], jl) == 0);
+        }
+        for (int reversed = 0; reversed < 2; reversed++) {
+            render_mark_t mark = render_arena_mark(&d.arena);
+            render_tree_t t;
+            CHECK(render_tree_build(&d, &t, reversed) == 0);
+            CHECK(t.nnodes < sizeof expected / sizeof expected[0]);
+            memset(expected, 0, sizeof expected);
+            expected[0] = d.total;
+            int found = 1;
+            for (size_t k = 0; k < d.nstacks; k++) {
+                const render_stack_t *st = &d.stacks[k];
+                uint32_t cur = 0;
+                for (uint32_t j = 0; j < st->depth && cur != RENDER_NONE; j++) {
+                    uint32_t frame = d.ids[st->first + (reversed ? st->depth - 1 - j : j)];
+                    cur = scan_child(&t, cur, frame);
+                    if (cur != RENDER_NONE) expected[cur] += st->bytes;
+                }
+                found &= cur != RENDER_NONE;
+            }
+            CHECK(found);
+            int same = 1;
+            for (uint32_t i = 0; i < t.nnodes; i++) same &= expected[i] == t.nodes[i].total;
+            CHECK(same);
+            render_arena_reset(&d.arena, mark);
+        }
+        render_data_release(&d);
+    }
+}
+
 /* Many small stacks: the box cap holds, widths still add up, nothing is lost. */
 static void test_merging_cap(void) {
     size_t cap = 4 << 20, len = 0;
@@ -235,6 +333,7 @@ static void test_report_files(void) {
 int main(void) {
     test_parse();
     test_tree_and_reversal();
+    test_shared_prefixes();
     test_merging_cap();
     test_empty_and_human();
     test_report_files();
