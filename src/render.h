@@ -133,8 +133,8 @@ typedef struct {
     uint32_t nframes, frames_cap;
     uint32_t *frame_slots;      /* open addressing: frame id + 1, 0 = empty */
     uint32_t frame_slots_cap;
-    uint32_t *ids;
-    size_t nids;
+    uint32_t *ids;              /* every stack's frames, one after the other */
+    size_t nids, ids_cap;
     render_stack_t *stacks;
     size_t nstacks;
     uint64_t total;             /* sum of all stack bytes */
@@ -176,8 +176,6 @@ typedef struct {
 typedef struct {
     render_node_t *nodes;
     uint32_t nnodes, nodes_cap;
-    uint32_t *slots;            /* (parent, frame) -> node id + 1 */
-    uint32_t slots_cap;
     int reversed;
     render_box_t *boxes;
     uint32_t nboxes;
@@ -185,10 +183,15 @@ typedef struct {
     uint64_t threshold;         /* children under this many bytes were merged */
 } render_tree_t;
 
-/* Build the call tree of d (reversed: leaf first) in d's arena, children sorted. 0 or -1. */
-int render_tree_build(render_data_t *d, render_tree_t *t, int reversed);
-/* Choose the merge threshold (>= ~0.1% of the total, raised until at most max_boxes boxes)
- * and fill t->boxes in breadth-first order. 0 or -1 (ENOMEM). */
+/* Build the call tree of d (reversed: leaf first) in d's arena, children sorted. Nodes of fewer
+ * than min_total bytes are left without children: 0 builds the whole tree, and
+ * render_tree_first_threshold(d->total) all that render_tree_layout can draw. 0 or -1. */
+int render_tree_build(render_data_t *d, render_tree_t *t, int reversed, uint64_t min_total);
+/* The layout's first merge threshold for a tree of `total` bytes: ~0.1% (at least 1). */
+uint64_t render_tree_first_threshold(uint64_t total);
+/* Choose the merge threshold (render_tree_first_threshold, raised until at most max_boxes boxes)
+ * and fill t->boxes in breadth-first order. Looks under no node smaller than the first
+ * threshold. 0 or -1 (ENOMEM). */
 int render_tree_layout(render_data_t *d, render_tree_t *t, uint32_t max_boxes);
 
 /* "1.5 MiB", "12 B": binary units, one decimal above bytes. render_fmt_human writes it

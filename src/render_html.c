@@ -254,7 +254,8 @@ static int render_one(emit_ctx_t *c, const char *path, int reversed, uint32_t *r
     render_tree_t t;
     render_mark_t mark = render_arena_mark(&c->d->arena);
     int rc = -1;
-    if (render_tree_build(c->d, &t, reversed) == 0 && render_tree_layout(c->d, &t, RENDER_MAX_BOXES) == 0) {
+    uint64_t drawn = render_tree_first_threshold(c->d->total);
+    if (render_tree_build(c->d, &t, reversed, drawn) == 0 && render_tree_layout(c->d, &t, RENDER_MAX_BOXES) == 0) {
         c->t = &t;
         rc = write_file(path, emit_svg, c);
         *rows = t.rows;

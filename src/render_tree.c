@@ -12,11 +12,13 @@
  * so every stack becomes a run of 32-bit frame ids. A frame is parsed into file/line/function
  * once, when first interned.
  *
- * Tree: a trie over frame ids, keyed (parent node, frame id) in a second hash table, so equal
- * stacks and equal prefixes merge; each node carries the bytes of its subtree. The reversed
- * tree is the same trie over each stack read backwards. Node ids grow from the root, so a
- * parent's id is always smaller than its children's. Children are then sorted by bytes,
- * biggest first (ties by frame text, so output is deterministic) with a linked-list merge sort.
+ * Tree: a trie over frame ids, so equal stacks and equal prefixes merge; each node carries the
+ * bytes of its subtree. It is built top-down: the stacks through a node are grouped by their
+ * next frame into its children (a counting sort of stack indices), and only nodes that the
+ * layout may draw are split further. The reversed tree is the same over each stack read
+ * backwards. Node ids grow from the root, so a parent's id is always smaller than its
+ * children's. Children are then sorted by bytes, biggest first (ties by frame text, so output
+ * is deterministic) with a linked-list merge sort.
  *
  * Layout: the width unit is the byte. A box's children start at its left edge and follow in
  * sorted order; whatever its children do not cover is the node's own (leaf) bytes. Children
@@ -27,10 +29,10 @@
  * produced breadth-first from the root, visiting only drawn nodes' children.
  *
  * Cost: O(B) hashing for a .prof of B bytes, O(F) expected table work for F frames in all
- * stacks, O(N log C) for sorting N nodes with at most C children each, and O(D * log(1/t))
- * for layout, where D is the number of children of drawn nodes (bounded by the box cap times
- * the fan-out). Memory: 4 bytes per frame occurrence plus ~48 bytes per distinct frame and per
- * tree node.
+ * stacks, for each tree O(S) per split node of S stacks and O(N log C) for sorting N nodes with
+ * at most C children each, and O(D * log(1/t)) for layout, where D is the number of children
+ * of drawn nodes (bounded by the box cap times the fan-out). Memory: 4 bytes per frame
+ * occurrence plus ~48 bytes per distinct frame, ~20 per stack and ~40 per tree node.
  */
 #define FIL_RENDER_INTERNAL 1
 #include "render.h"
@@ -145,12 +147,6 @@ static uint32_t hash_bytes(const char *s, size_t n) {
     return (uint32_t)(h ^ (h >> 32));
 }
 
-static uint32_t hash_pair(uint32_t a, uint32_t b) {
-    uint64_t x = ((uint64_t)a << 32) | b;
-    x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ULL; x ^= x >> 33;
-    return (uint32_t)x;
-}
-
 /* Split `FILE:LINE (FUNCTION)`; anything else is kept whole as the function. */
 static void parse_frame(render_frame_t *f) {
     const char *t = f->text;
@@ -251,6 +247,20 @@ static size_t common_prefix(const char *a, const char *b, size_t n) {
     return i;
 }
 
+/* Append a frame id to d->ids, doubling it when full. 0 or -1 (ENOMEM). */
+static int push_id(render_data_t *d, uint32_t id) {
+    if (d->nids == d->ids_cap) {
+        size_t ncap = d->ids_cap ? d->ids_cap * 2 : 4096;
+        uint32_t *n = render_arena_alloc(&d->arena, ncap * sizeof *n);
+        if (!n) return -1;
+        if (d->nids) memcpy(n, d->ids, d->nids * sizeof *n);
+        d->ids = n;
+        d->ids_cap = ncap;
+    }
+    d->ids[d->nids++] = id;
+    return 0;
+}
+
 /* The stack text of the line parsed last (for parse_line), empty before the first. */
 typedef struct {
     const char *text;
@@ -285,7 +295,7 @@ static int parse_line(render_data_t *d, const char *s, size_t n, prev_stack_t *p
             uint32_t id = d->ids[last->first + k];
             size_t semi = at + d->frames[id].len;          /* the ';' after frame k */
             if (semi >= same) break;
-            d->ids[d->nids++] = id;
+            if (push_id(d, id) < 0) return -1;
             st->depth++;
             at = semi + 1;
         }
@@ -297,8 +307,7 @@ static int parse_line(render_data_t *d, const char *s, size_t n, prev_stack_t *p
         const char *semi = memchr(p, ';', (size_t)(end - p));
         const char *stop = semi ? semi : end;
         uint32_t id = frame_intern(d, p, (size_t)(stop - p));
-        if (id == RENDER_NONE) return -1;
-        d->ids[d->nids++] = id;
+        if (id == RENDER_NONE || push_id(d, id) < 0) return -1;
         st->depth++;
         if (!semi) break;
         p = semi + 1;
@@ -313,22 +322,13 @@ int render_data_parse(render_data_t *d, const char *buf, size_t len, void *scrat
     render_arena_init(&d->arena, scratch, scratch_size);
     d->prof = buf;
     d->prof_len = len;
-    /* Exact sizes for the id and stack arrays: every ';' and every line adds at most one. */
-    size_t lines = 1, semis = 0;
+    /* The stack array's exact size: every line adds at most one. Frame ids and distinct frames
+     * grow as they come: a .prof holds far fewer distinct frames than frame occurrences, and
+     * counting the occurrences (every ';') cost a pass as long as the parse's own. */
+    size_t lines = 1;
     for (const char *p = buf, *end = buf + len; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++) lines++;
-    for (const char *p = buf, *end = buf + len; (p = memchr(p, ';', (size_t)(end - p))) != NULL; p++) semis++;
-    size_t most = semis + lines;          /* frame occurrences, an upper bound on distinct ones */
-    d->ids = render_arena_alloc(&d->arena, most * sizeof *d->ids);
     d->stacks = render_arena_alloc(&d->arena, lines * sizeof *d->stacks);
-    if (!d->ids || !d->stacks) return -1;
-    /* With mmap'ed memory, size the tables for the worst case at once: rehashing costs more than
-     * the untouched pages of an oversized array. From scratch, grow as needed instead. */
-    if (d->arena.grows && most < UINT32_MAX / 2) {
-        d->frames_cap = (uint32_t)most;
-        d->frames = render_arena_alloc(&d->arena, most * sizeof *d->frames);
-        if (!d->frames) return -1;
-    }
-    if (frames_rehash(d, d->arena.grows ? table_size_for(most) : 1024) < 0) return -1;
+    if (!d->stacks || frames_rehash(d, table_size_for(lines)) < 0) return -1;
     const char *p = buf, *end = buf + len;
     prev_stack_t prev = {buf, 0};
     while (p < end) {
@@ -461,44 +461,6 @@ const char *render_frame_source(render_data_t *d, uint32_t frame, uint32_t *len)
 
 /* ---- trees ---- */
 
-static int nodes_rehash(render_data_t *d, render_tree_t *t, uint32_t cap) {
-    uint32_t *slots = render_arena_alloc(&d->arena, (size_t)cap * sizeof *slots);
-    if (!slots) return -1;
-    memset(slots, 0, (size_t)cap * sizeof *slots);
-    for (uint32_t id = 1; id < t->nnodes; id++) {
-        uint32_t i = hash_pair(t->nodes[id].parent, t->nodes[id].frame) & (cap - 1);
-        while (slots[i]) i = (i + 1) & (cap - 1);
-        slots[i] = id + 1;
-    }
-    t->slots = slots;
-    t->slots_cap = cap;
-    return 0;
-}
-
-static uint32_t child_of(render_data_t *d, render_tree_t *t, uint32_t parent, uint32_t frame) {
-    uint32_t mask = t->slots_cap - 1, i = hash_pair(parent, frame) & mask;
-    for (uint32_t slot; (slot = t->slots[i]) != 0; i = (i + 1) & mask) {
-        render_node_t *n = &t->nodes[slot - 1];
-        if (n->parent == parent && n->frame == frame) return slot - 1;
-    }
-    if (t->nnodes == t->nodes_cap) {
-        render_node_t *nn = grow_array(&d->arena, t->nodes, sizeof *nn, t->nnodes, &t->nodes_cap);
-        if (!nn) return RENDER_NONE;
-        t->nodes = nn;
-    }
-    uint32_t id = t->nnodes++;
-    render_node_t *n = &t->nodes[id];
-    n->total = 0; n->x = 0;
-    n->frame = frame; n->parent = parent;
-    n->first_child = RENDER_NONE;
-    n->next_sibling = t->nodes[parent].first_child;
-    t->nodes[parent].first_child = id;
-    t->slots[i] = id + 1;
-    if ((uint64_t)t->nnodes * 2 > t->slots_cap && nodes_rehash(d, t, t->slots_cap * 2) < 0)
-        return RENDER_NONE;
-    return id;
-}
-
 /* Sibling order: bytes descending, then frame text, so the picture never depends on the
  * order of lines in the .prof. */
 static int node_before(const render_data_t *d, const render_node_t *a, const render_node_t *b) {
@@ -530,52 +492,99 @@ static uint32_t sort_siblings(const render_data_t *d, render_node_t *nodes, uint
     return out;
 }
 
-int render_tree_build(render_data_t *d, render_tree_t *t, int reversed) {
+uint64_t render_tree_first_threshold(uint64_t total) {
+    uint64_t threshold = total / 1000 + (total % 1000 != 0);
+    return threshold ? threshold : 1;
+}
+
+/* A node whose children are still to be made: the stacks through it are order[lo..hi), and
+ * its children are their frames at `level` (counted from the root, or from the leaf when
+ * reversed). */
+typedef struct {
+    uint32_t node, level;
+    size_t lo, hi;
+} expansion_t;
+
+/* The tree is built top-down: a node's stacks are split by their next frame into its children,
+ * and only nodes of at least min_total bytes are split further. The layout never looks under
+ * a node smaller than its threshold (it is drawn merged into its parent's remainder, or not at
+ * all), so with min_total = the first threshold the drawn picture is the whole tree's, for a
+ * fraction of the nodes: a .prof's stacks mostly end in small allocations, which a tree built
+ * stack by stack had to make every node of (the reversed tree of a numpy import: 54,000 nodes,
+ * a few hundred of them ever looked at). */
+int render_tree_build(render_data_t *d, render_tree_t *t, int reversed, uint64_t min_total) {
     memset(t, 0, sizeof *t);
     t->reversed = reversed;
-    size_t most = d->nids + 1;            /* every frame occurrence a new node, plus the root */
-    if (d->arena.grows && most < UINT32_MAX / 2) {   /* see render_data_parse */
-        t->nodes_cap = (uint32_t)most;
-        t->nodes = render_arena_alloc(&d->arena, most * sizeof *t->nodes);
-    } else {
-        t->nodes = grow_array(&d->arena, NULL, sizeof *t->nodes, 0, &t->nodes_cap);
-    }
-    if (!t->nodes || nodes_rehash(d, t, d->arena.grows ? table_size_for(most) : 1024) < 0) return -1;
+    size_t n = d->nstacks;
+    uint32_t *order = render_arena_alloc(&d->arena, (n ? n : 1) * sizeof *order);
+    uint32_t *child_at = render_arena_alloc(&d->arena, (n ? n : 1) * sizeof *child_at);
+    uint32_t *scatter = render_arena_alloc(&d->arena, (n ? n : 1) * sizeof *scatter);
+    size_t *start = render_arena_alloc(&d->arena, (n + 1) * sizeof *start);
+    uint32_t *child_of_frame = render_arena_alloc(&d->arena, (d->nframes ? d->nframes : 1) * sizeof *child_of_frame);
+    t->nodes = grow_array(&d->arena, NULL, sizeof *t->nodes, 0, &t->nodes_cap);
+    uint32_t todo_cap = 0, ntodo = 0;
+    expansion_t *todo = grow_array(&d->arena, NULL, sizeof *todo, 0, &todo_cap);
+    if (!order || !child_at || !scatter || !start || !child_of_frame || !t->nodes || !todo) return -1;
+    for (uint32_t f = 0; f < d->nframes; f++) child_of_frame[f] = RENDER_NONE;
+    for (size_t s = 0; s < n; s++) order[s] = (uint32_t)s;
     render_node_t *root = &t->nodes[t->nnodes++];
     root->total = d->total; root->x = 0;
     root->frame = RENDER_NONE; root->parent = RENDER_NONE;
     root->first_child = RENDER_NONE; root->next_sibling = RENDER_NONE;
-    /* path[k]: the node of the previous stack's frame k (in this tree's order). A stack that
-     * starts with the same frames as the previous one goes through the same nodes. */
-    uint32_t maxdepth = 1;
-    for (size_t s = 0; s < d->nstacks; s++)
-        if (d->stacks[s].depth > maxdepth) maxdepth = d->stacks[s].depth;
-    uint32_t *path = render_arena_alloc(&d->arena, (size_t)maxdepth * sizeof *path);
-    if (!path) return -1;
-    const render_stack_t *last = NULL;
-    for (size_t s = 0; s < d->nstacks; s++) {
-        const render_stack_t *st = &d->stacks[s];
-        const uint32_t *ids = d->ids + st->first;
-        uint32_t cur = 0, k = 0;
-        if (last) {
-            const uint32_t *lids = d->ids + last->first;
-            uint32_t lim = st->depth < last->depth ? st->depth : last->depth;
-            for (; k < lim; k++) {
-                uint32_t a = reversed ? ids[st->depth - 1 - k] : ids[k];
-                uint32_t b = reversed ? lids[last->depth - 1 - k] : lids[k];
-                if (a != b) break;
-                cur = path[k];
-                t->nodes[cur].total += st->bytes;
+    todo[ntodo++] = (expansion_t){0, 0, 0, n};
+
+    for (uint32_t w = 0; w < ntodo; w++) {
+        expansion_t e = todo[w];
+        uint32_t first = t->nnodes;
+        /* Each stack that goes on to its child at this level, and the children's totals. */
+        for (size_t i = e.lo; i < e.hi; i++) {
+            const render_stack_t *st = &d->stacks[order[i]];
+            child_at[i] = RENDER_NONE;
+            if (st->depth <= e.level) continue;             /* ends here: the node's own bytes */
+            uint32_t frame = d->ids[st->first + (reversed ? st->depth - 1 - e.level : e.level)];
+            uint32_t c = child_of_frame[frame];
+            if (c == RENDER_NONE) {
+                if (t->nnodes == t->nodes_cap) {
+                    render_node_t *nn = grow_array(&d->arena, t->nodes, sizeof *nn, t->nnodes, &t->nodes_cap);
+                    if (!nn) return -1;
+                    t->nodes = nn;
+                }
+                c = t->nnodes++;
+                render_node_t *cn = &t->nodes[c];
+                cn->total = 0; cn->x = 0;
+                cn->frame = frame; cn->parent = e.node;
+                cn->first_child = RENDER_NONE;
+                cn->next_sibling = t->nodes[e.node].first_child;
+                t->nodes[e.node].first_child = c;
+                child_of_frame[frame] = c;
             }
+            t->nodes[c].total += st->bytes;
+            child_at[i] = c;
         }
-        for (; k < st->depth; k++) {
-            uint32_t frame = ids[reversed ? st->depth - 1 - k : k];
-            cur = child_of(d, t, cur, frame);
-            if (cur == RENDER_NONE) return -1;
-            t->nodes[cur].total += st->bytes;
-            path[k] = cur;
+        uint32_t nchildren = t->nnodes - first;
+        if (nchildren == 0) continue;
+        for (uint32_t c = first; c < t->nnodes; c++) child_of_frame[t->nodes[c].frame] = RENDER_NONE;
+        /* Group the stacks by child (a counting sort), in place of the node's range. */
+        for (uint32_t k = 0; k <= nchildren; k++) start[k] = 0;
+        for (size_t i = e.lo; i < e.hi; i++)
+            if (child_at[i] != RENDER_NONE) start[child_at[i] - first + 1]++;
+        for (uint32_t k = 0; k < nchildren; k++) start[k + 1] += start[k];
+        size_t kept = start[nchildren];
+        for (size_t i = e.lo; i < e.hi; i++)
+            if (child_at[i] != RENDER_NONE) scatter[start[child_at[i] - first]++] = order[i];
+        memcpy(order + e.lo, scatter, kept * sizeof *order);
+        /* start[k] is now where child k's stacks end. */
+        for (uint32_t k = 0; k < nchildren; k++) {
+            uint32_t c = first + k;
+            if (t->nodes[c].total < min_total) continue;
+            if (ntodo == todo_cap) {
+                expansion_t *nt = grow_array(&d->arena, todo, sizeof *nt, ntodo, &todo_cap);
+                if (!nt) return -1;
+                todo = nt;
+            }
+            size_t lo = e.lo + (k ? start[k - 1] : 0);
+            todo[ntodo++] = (expansion_t){c, e.level + 1, lo, e.lo + start[k]};
         }
-        last = st;
     }
     /* Parents precede children, so one pass in id order sorts every sibling list. */
     for (uint32_t id = 0; id < t->nnodes; id++) {
@@ -620,9 +629,7 @@ int render_tree_layout(render_data_t *d, render_tree_t *t, uint32_t max_boxes) {
     if (max_boxes < 2) max_boxes = 2;       /* the root and one remainder always fit */
     t->boxes = render_arena_alloc(&d->arena, (size_t)max_boxes * sizeof *t->boxes);
     if (!t->boxes) return -1;
-    uint64_t total = t->nodes[0].total;
-    uint64_t threshold = total / 1000 + (total % 1000 != 0);
-    if (threshold == 0) threshold = 1;
+    uint64_t threshold = render_tree_first_threshold(t->nodes[0].total);
     uint32_t n;
     while ((n = layout_pass(t, threshold, max_boxes)) > max_boxes) {
         /* Too many boxes: a coarser picture. Once threshold > total only the root and one

@@ -1,8 +1,9 @@
 /* Unit tests for the renderer's data side (render_tree.c): parsing of odd and malformed
  * lines, merging of identical stacks, reversal, narrow-frame merging and the layout
  * invariant that widths add up at every level; stacks sharing frames with the previous line
- * (which the parser and the trees take over instead of looking up again) against a plain
- * split and a walk of the tree; plus one whole report into a temp dir. */
+ * (which the parser takes over instead of looking up again) against a plain split, trees
+ * against a walk through their sibling lists, and trees built only as deep as can be drawn
+ * against whole ones; plus one whole report into a temp dir. */
 #define FIL_RENDER_INTERNAL 1
 #include <errno.h>
 #include <fcntl.h>
@@ -109,7 +110,7 @@ static void test_tree_and_reversal(void) {
     render_data_t d;
     render_tree_t t;
     CHECK(render_data_parse(&d, LIT(prof), NULL, 0) == 0);
-    CHECK(render_tree_build(&d, &t, 0) == 0);
+    CHECK(render_tree_build(&d, &t, 0, 0) == 0);
     CHECK_EQ_U(t.nnodes, 1 + 6);                                  /* root a b c d c z */
     uint32_t a = t.nodes[0].first_child;
     CHECK_EQ_U(t.nodes[a].total, 1000);
@@ -125,7 +126,7 @@ static void test_tree_and_reversal(void) {
     CHECK(found);
 
     render_tree_t r;
-    CHECK(render_tree_build(&d, &r, 1) == 0);
+    CHECK(render_tree_build(&d, &r, 1, 0) == 0);
     /* Leaves first: c (700 from two callers, merged after reversal), b (300), z (1). */
     uint32_t c = r.nodes[0].first_child;
     CHECK(frame_is(&d, r.nodes[c].frame, "m", 3, "c"));
@@ -142,6 +143,28 @@ static void test_tree_and_reversal(void) {
     render_data_release(&d);
 }
 
+/* The tree built only as deep as the layout can draw gives the very boxes of the whole tree. */
+static void check_pruned_draws_the_same(render_data_t *d, int reversed, uint32_t max_boxes) {
+    render_mark_t mark = render_arena_mark(&d->arena);
+    render_tree_t full, pruned;
+    CHECK(render_tree_build(d, &full, reversed, 0) == 0);
+    CHECK(render_tree_layout(d, &full, max_boxes) == 0);
+    CHECK(render_tree_build(d, &pruned, reversed, render_tree_first_threshold(d->total)) == 0);
+    CHECK(render_tree_layout(d, &pruned, max_boxes) == 0);
+    CHECK(pruned.nnodes <= full.nnodes);
+    CHECK_EQ_U(pruned.nboxes, full.nboxes);
+    CHECK_EQ_U(pruned.threshold, full.threshold);
+    CHECK_EQ_U(pruned.rows, full.rows);
+    int same = pruned.nboxes == full.nboxes;
+    for (uint32_t i = 0; same && i < full.nboxes; i++) {
+        const render_box_t *a = &full.boxes[i], *b = &pruned.boxes[i];
+        same = a->depth == b->depth && a->merged == b->merged && a->x == b->x && a->w == b->w &&
+               full.nodes[a->node].frame == pruned.nodes[b->node].frame;
+    }
+    CHECK(same);
+    render_arena_reset(&d->arena, mark);
+}
+
 /* The child of `parent` for `frame` by scanning the sibling list: no hashing, no shortcut. */
 static uint32_t scan_child(const render_tree_t *t, uint32_t parent, uint32_t frame) {
     for (uint32_t c = t->nodes[parent].first_child; c != RENDER_NONE; c = t->nodes[c].next_sibling)
@@ -152,8 +175,9 @@ static uint32_t scan_child(const render_tree_t *t, uint32_t parent, uint32_t fra
 /* Random lines over frames chosen to trip a byte-level shortcut: prefixes of one another
  * ("a", "ab", "a b"), with spaces, empty ones (";;"), digits (a count-like "1"), stacks that
  * are prefixes of the previous one, repeated stacks, and malformed lines in between. Each
- * stack must be its line split on ';', and each tree's node totals what walking every stack
- * through the sibling lists sums up. */
+ * stack must be its line split on ';', each tree's node totals what walking every stack
+ * through the sibling lists sums up, and the tree built only as deep as can be drawn must
+ * draw the same boxes. */
 static void test_shared_prefixes(void) {
     static const char *const frames[] = {"a", "ab", "a b", "", "1", "m.py:1 (f)", "m.py:12 (f)",
                                          "m.py:1 (g)", "x;", "[No Python stack]"};
@@ -212,7 +236,7 @@ static void test_shared_prefixes(void) {
         for (int reversed = 0; reversed < 2; reversed++) {
             render_mark_t mark = render_arena_mark(&d.arena);
             render_tree_t t;
-            CHECK(render_tree_build(&d, &t, reversed) == 0);
+            CHECK(render_tree_build(&d, &t, reversed, 0) == 0);
             CHECK(t.nnodes < sizeof expected / sizeof expected[0]);
             memset(expected, 0, sizeof expected);
             expected[0] = d.total;
@@ -232,6 +256,8 @@ static void test_shared_prefixes(void) {
             for (uint32_t i = 0; i < t.nnodes; i++) same &= expected[i] == t.nodes[i].total;
             CHECK(same);
             render_arena_reset(&d.arena, mark);
+            check_pruned_draws_the_same(&d, reversed, 20);
+            check_pruned_draws_the_same(&d, reversed, RENDER_MAX_BOXES);
         }
         render_data_release(&d);
     }
@@ -251,7 +277,7 @@ static void test_merging_cap(void) {
     render_data_t d;
     render_tree_t t;
     CHECK(render_data_parse(&d, buf, len, NULL, 0) == 0);
-    CHECK(render_tree_build(&d, &t, 0) == 0);
+    CHECK(render_tree_build(&d, &t, 0, 0) == 0);
     CHECK(render_tree_layout(&d, &t, 50) == 0);
     CHECK(t.nboxes <= 50);
     CHECK(t.threshold > d.total / 1000);            /* raised to respect the cap */
@@ -264,12 +290,16 @@ static void test_merging_cap(void) {
     check_layout(&d, &t);
     for (uint32_t i = 1; i < t.nboxes; i++)
         CHECK(t.boxes[i].merged || t.boxes[i].w >= t.threshold);
+    for (int reversed = 0; reversed < 2; reversed++) {
+        check_pruned_draws_the_same(&d, reversed, 50);
+        check_pruned_draws_the_same(&d, reversed, RENDER_MAX_BOXES);
+    }
     render_data_release(&d);
 
     /* The same from a scratch block; a block too small fails with ENOMEM. */
     char *scratch = malloc(64 << 20);
     CHECK(render_data_parse(&d, buf, len, scratch, 64 << 20) == 0);
-    CHECK(render_tree_build(&d, &t, 1) == 0);
+    CHECK(render_tree_build(&d, &t, 1, render_tree_first_threshold(d.total)) == 0);
     CHECK(render_tree_layout(&d, &t, RENDER_MAX_BOXES) == 0);
     check_layout(&d, &t);
     render_data_release(&d);
@@ -285,7 +315,7 @@ static void test_empty_and_human(void) {
     render_data_t d;
     render_tree_t t;
     CHECK(render_data_parse(&d, "", 0, NULL, 0) == 0);
-    CHECK(render_tree_build(&d, &t, 0) == 0);
+    CHECK(render_tree_build(&d, &t, 0, 0) == 0);
     CHECK(render_tree_layout(&d, &t, RENDER_MAX_BOXES) == 0);
     CHECK_EQ_U(t.nboxes, 1);
     CHECK_EQ_U(t.boxes[0].w, 0);
