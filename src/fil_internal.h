@@ -70,6 +70,10 @@ int _fil_small_arena_unmap(void *arena, size_t size);
 typedef struct {
     uint32_t *side[1u << SMALL_LEAF_BITS];
     uint32_t spilled[1u << SMALL_LEAF_BITS];   /* allocation-table entries in each region */
+    /* Heap regions without a side table: small blocks tracked there (saturating), and which
+       16 KiB stretches (a side-table page each) they fell in. */
+    uint32_t seen[1u << SMALL_LEAF_BITS];
+    uint64_t stretches[1u << SMALL_LEAF_BITS];
 } fil_small_leaf_t;
 #define SMALL_TOP_BITS (SMALL_ADDR_BITS - SMALL_REGION_BITS - SMALL_LEAF_BITS)
 extern fil_small_leaf_t *_fil_small_top[1u << SMALL_TOP_BITS];
@@ -84,8 +88,16 @@ static inline uint32_t *_fil_small_entry(uintptr_t p) {
     if (p - base >= (uintptr_t)side - base || (p & 15)) return NULL;
     return side + ((p - base) >> 4);
 }
-/* Map a side table for the heap region holding p (16-byte aligned, in no arena of ours, whose
-   region has none yet) and return p's entry; NULL if that cannot be done. Under the lock. */
+/* A heap region gets a side table once the small blocks tracked there have been many for the
+   side-table pages they would touch: SMALL_ADOPT_PER_PAGE per 16 KiB stretch they fell in, and
+   SMALL_ADOPT_MIN in all. Dense or busy regions (a C extension's small structs, a malloc/free
+   loop) qualify; sparse ones (numpy's shape arrays, one between each pair of 10 KiB buffers,
+   would touch a 4 KiB side page per buffer) stay with the allocation table. */
+#define SMALL_ADOPT_PER_PAGE 128u
+#define SMALL_ADOPT_MIN 1024u
+/* Note a small block at p (16-byte aligned, in no region with a side table) about to go to the
+   allocation table; when its region qualifies, map the region's side table instead and return
+   p's entry. NULL otherwise. Under the lock. */
 uint32_t *_fil_small_adopt(uintptr_t p);
 /* Blocks that live in the allocation table are counted per region, so a free that finds an empty
    side entry knows whether the table can hold the block: +1 or -1 for the block at p. Regions

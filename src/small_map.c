@@ -22,9 +22,12 @@
  * which also bounds the arena.
  *
  * Heap regions: small blocks from malloc (glibc's heap, C extensions, pymalloc's requests over
- * 512 bytes) get the same treatment. The first small block tracked in a region that has no
- * side table adopts the region: a side table for all of it (REGION / 4 bytes, only touched
- * where blocks are) is mapped elsewhere and entered in the directory. Any allocator works, as
+ * 512 bytes) get the same treatment where they are dense or busy. Small blocks tracked in a
+ * region without a side table are counted, with the 16 KiB stretches they fall in; once they
+ * are many for the side-table pages they would touch (fil_internal.h), the next one adopts the
+ * region: a side table for all of it (REGION / 4 bytes, only touched where blocks are) is
+ * mapped elsewhere and entered in the directory. Sparse regions, where a side table would cost
+ * more than the allocation table, stay with the latter. Any allocator works, as
  * long as live blocks start 16 bytes apart, which 16-byte alignment gives. The side table lies
  * outside its region, so the bound check above passes for every pointer of the region.
  * Heap side tables stay until exit (cleared on reset): a region that malloc gave back and got
@@ -123,9 +126,15 @@ uint32_t *_fil_small_adopt(uintptr_t p) {
         adopt_failed = 1;
         return NULL;
     }
-    uint32_t **side = &(*slot)->side[index_in_leaf(p)];
+    size_t i = index_in_leaf(p);
+    uint32_t **side = &(*slot)->side[i];
     if (*side) return NULL;   /* an arena's: p lies past its end */
     uintptr_t base = p & ~(REGION - 1);
+    uint32_t seen = (*slot)->seen[i];
+    if (seen < UINT32_MAX) (*slot)->seen[i] = ++seen;
+    uint64_t stretches = (*slot)->stretches[i] |= (uint64_t)1 << ((p - base) >> 14);
+    if (seen < SMALL_ADOPT_MIN || seen / SMALL_ADOPT_PER_PAGE < (uint32_t)__builtin_popcountll(stretches))
+        return NULL;
     size_t len = side_size(REGION);
     void *t = prim_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (t == MAP_FAILED) {
@@ -138,6 +147,8 @@ uint32_t *_fil_small_adopt(uintptr_t p) {
     }
     *side = t;
     side_bytes += len;
+    (*slot)->seen[i] = 0;
+    (*slot)->stretches[i] = 0;
     return *side + ((p - base) >> GRANULE_SHIFT);
 }
 
@@ -167,6 +178,8 @@ void _fil_small_clear(void) {
             prim_pages_zero(side, side_len(base, side));
         }
         memset(leaf->spilled, 0, sizeof leaf->spilled);
+        memset(leaf->seen, 0, sizeof leaf->seen);
+        memset(leaf->stretches, 0, sizeof leaf->stretches);
     }
     adopt_failed = 0;
     _fil_small_spill_unknown = 0;

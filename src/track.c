@@ -116,7 +116,7 @@ static void add_locked(void *p, size_t size, callsite_t cs) {
     if (ensure_peak_slot(cs) < 0) return;
     uint32_t *e = _fil_small_entry((uintptr_t)p);
     int fits = size <= SMALL_MAX_SIZE && cs <= SMALL_MAX_CALLSITE;
-    if (FIL_UNLIKELY(!e) && fits) e = _fil_small_adopt((uintptr_t)p);   /* a new heap region */
+    if (FIL_UNLIKELY(!e) && fits) e = _fil_small_adopt((uintptr_t)p);   /* a heap region grown dense */
     if (e && FIL_LIKELY(fits)) {
         uint32_t old = *e;
         *e = fil_small_pack(cs, size);
