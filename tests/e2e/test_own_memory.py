@@ -54,3 +54,39 @@ def test_small_objects_cost_little_and_stay_exact(run_fil):
     within("the ints' line", bytes_at(prof, "script.py:%d" % line_of(SCRIPT, "ints")), 1, 0, COUNT)
     within("the pairs' line", bytes_at(prof, "script.py:%d" % line_of(SCRIPT, "pairs")), 0, 1,
            COUNT // 4)
+
+
+PAIRS = 20_000
+
+SPARSE_SCRIPT = """\
+import ctypes, json, sys
+from filprofiler import _filpreload
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+keep = [0] * (2 * %d)
+
+live0, _, own0 = _filpreload.stats()
+for i in range(%d):
+    keep[2 * i] = libc.malloc(10240)     # a buffer
+    keep[2 * i + 1] = libc.malloc(24)    # and a small block between buffers, as numpy's shapes
+live1, _, own1 = _filpreload.stats()
+sys.stderr.write("STATS " + json.dumps([live0, own0, live1, own1]) + "\\n")
+""" % (PAIRS, PAIRS)
+
+
+def test_small_blocks_scattered_between_buffers_cost_little(run_fil):
+    """A side table for a heap region is paid for by the small blocks in it: one small block per
+    10 KiB of heap would touch a side-table page per block, 25% of the heap (the mistake this
+    guards against), so such regions keep their blocks in the hash table."""
+    proc, _, prof = run_fil(SPARSE_SCRIPT)
+    stderr = proc.stderr.decode()
+    m = re.search(r"^STATS (.*)$", stderr, re.M)
+    assert m, stderr[-3000:]
+    live0, own0, live1, own1 = json.loads(m.group(1))
+    per_pair = (own1 - own0) / PAIRS
+    assert per_pair <= 128, "the profiler grew by %.0f bytes per buffer and small block" % per_pair
+    # Plus a Python int (36 bytes asked for) holding each address.
+    held = live1 - live0
+    assert PAIRS * (10240 + 24) <= held <= PAIRS * (10240 + 24 + 2 * 40) + (256 << 10), held
