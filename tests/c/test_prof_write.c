@@ -34,6 +34,22 @@ static char *read_all(const char *path, size_t *len) {
 
 #define NCASES 400
 
+/* Write a .prof of bytes[0, ncallsites) and check it is exactly expected[0, elen). */
+static void write_and_compare(const uint64_t *bytes, uint32_t ncallsites, const char *expected,
+                              size_t elen) {
+    char path[] = "/tmp/test_prof_write_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK_EQ_U(_fil_prof_write(path, bytes, ncallsites), 0);
+    size_t len = 0;
+    const char *got = read_all(path, &len);
+    unlink(path);
+    CHECK(got != NULL);
+    CHECK_EQ_U(len, elen);
+    CHECK(got && len == elen && memcmp(got, expected, elen) == 0);
+}
+
 static void test_escaping(void) {
     static const char specials[] = {';', '\n', '\r'};
     static const char neighbours[] = {':', '<', '\t', '\v', '\x0c', '\x0e', '\x8a', '\x8d', '\xbb', '_'};
@@ -77,17 +93,7 @@ static void test_escaping(void) {
         elen += put_escaped(expected + elen, nm, nl);
         elen += (size_t)sprintf(expected + elen, ") %llu\n", (unsigned long long)bytes[cs]);
     }
-    char path[] = "/tmp/test_prof_write_XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    close(fd);
-    CHECK_EQ_U(_fil_prof_write(path, bytes, _fil_callsite_count()), 0);
-    size_t len = 0;
-    const char *got = read_all(path, &len);
-    unlink(path);
-    CHECK(got != NULL);
-    CHECK_EQ_U(len, elen);
-    CHECK(got && len == elen && memcmp(got, expected, elen) == 0);
+    write_and_compare(bytes, _fil_callsite_count(), expected, elen);
 }
 
 /* The reference for a whole file: each callsite with bytes, in id order, written from its
@@ -127,17 +133,7 @@ static size_t reference_file(char *out, const uint64_t *bytes, uint32_t ncallsit
 static void check_file(const uint64_t *bytes, uint32_t ncallsites) {
     static char expected[8 << 20];
     size_t elen = reference_file(expected, bytes, ncallsites);
-    char path[] = "/tmp/test_prof_write_XXXXXX";
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    close(fd);
-    CHECK_EQ_U(_fil_prof_write(path, bytes, ncallsites), 0);
-    size_t len = 0;
-    const char *got = read_all(path, &len);
-    unlink(path);
-    CHECK(got != NULL);
-    CHECK_EQ_U(len, elen);
-    CHECK(got && len == elen && memcmp(got, expected, elen) == 0);
+    write_and_compare(bytes, ncallsites, expected, elen);
 }
 
 /* Deep stacks sharing prefixes as a program's do (each callsite's parent is an earlier one),
