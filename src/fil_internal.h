@@ -62,8 +62,8 @@ void *_fil_small_arena_map(size_t size);
 /* Unmap an arena from _fil_small_arena_map and return 1; 0 (nothing done) for any other. */
 int _fil_small_arena_unmap(void *arena, size_t size);
 /* The directory behind _fil_small_entry (defined in small_map.c; inline here because every
-   tracked allocation and free looks it up): region number -> the side table of the arena that
-   starts there. The side table starts where the arena ends. */
+   tracked allocation and free looks it up): region number -> the region's side table, which
+   starts where an arena ends (pymalloc's arenas) or lies outside the region (heap regions). */
 #define SMALL_REGION_BITS 20   /* 1 MiB: pymalloc's arena size on 64-bit 3.11 */
 #define SMALL_ADDR_BITS 47     /* user-space addresses on x86-64 and arm64 */
 #define SMALL_LEAF_BITS 14     /* one leaf maps 16 GiB of address space */
@@ -77,12 +77,20 @@ typedef struct {
 } fil_small_leaf_t;
 #define SMALL_TOP_BITS (SMALL_ADDR_BITS - SMALL_REGION_BITS - SMALL_LEAF_BITS)
 extern fil_small_leaf_t *_fil_small_top[1u << SMALL_TOP_BITS];
-/* The entry for a block at p, or NULL when p is not in an arena of ours. */
+/* The directory slot of the leaf covering p (p below 1 << SMALL_ADDR_BITS), and p's region's
+   index in that leaf. */
+static inline fil_small_leaf_t **fil_small_leaf_slot(uintptr_t p) {
+    return &_fil_small_top[p >> (SMALL_REGION_BITS + SMALL_LEAF_BITS)];
+}
+static inline size_t fil_small_region_index(uintptr_t p) {
+    return (p >> SMALL_REGION_BITS) & ((1u << SMALL_LEAF_BITS) - 1);
+}
+/* The entry for a block at p, or NULL when p's region has no side table. */
 static inline uint32_t *_fil_small_entry(uintptr_t p) {
     if (FIL_UNLIKELY(p >> SMALL_ADDR_BITS)) return NULL;
-    fil_small_leaf_t *leaf = _fil_small_top[p >> (SMALL_REGION_BITS + SMALL_LEAF_BITS)];
+    fil_small_leaf_t *leaf = *fil_small_leaf_slot(p);
     if (!leaf) return NULL;
-    uint32_t *side = leaf->side[(p >> SMALL_REGION_BITS) & ((1u << SMALL_LEAF_BITS) - 1)];
+    uint32_t *side = leaf->side[fil_small_region_index(p)];
     if (!side) return NULL;
     uintptr_t base = p & ~(((uintptr_t)1 << SMALL_REGION_BITS) - 1);
     if (p - base >= (uintptr_t)side - base || (p & 15)) return NULL;
@@ -104,12 +112,11 @@ uint32_t *_fil_small_adopt(uintptr_t p);
    adopted after their blocks went to the table are covered the same way. When a count cannot be
    kept (no memory for a directory leaf), _fil_small_spilled answers "maybe" until a clear. */
 void _fil_small_spill(uintptr_t p, int delta);
+extern int _fil_small_spill_unknown;
 /* Whether the allocation table may hold a block of p's region; p has a side entry. */
 static inline int _fil_small_spilled(uintptr_t p) {
-    extern int _fil_small_spill_unknown;
-    fil_small_leaf_t *leaf = _fil_small_top[p >> (SMALL_REGION_BITS + SMALL_LEAF_BITS)];
     return _fil_small_spill_unknown ||
-           leaf->spilled[(p >> SMALL_REGION_BITS) & ((1u << SMALL_LEAF_BITS) - 1)] != 0;
+           (*fil_small_leaf_slot(p))->spilled[fil_small_region_index(p)] != 0;
 }
 void _fil_small_clear(void);
 size_t _fil_small_bytes(void);   /* side tables mapped, in bytes */

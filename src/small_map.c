@@ -43,7 +43,7 @@
 #include "fil_internal.h"
 #include "prim.h"
 
-#include <string.h>
+#include <stddef.h>
 #include <sys/mman.h>
 
 #define REGION_BITS SMALL_REGION_BITS
@@ -54,16 +54,19 @@
 #define GRANULE_SHIFT 4
 
 typedef fil_small_leaf_t leaf_t;
+/* _fil_small_clear gives back the counts' pages: they start on a page boundary of the leaf
+   (itself page-aligned, from prim_pages_alloc). */
+_Static_assert(offsetof(leaf_t, spilled) % 4096 == 0, "per-region counts page-aligned");
 
 leaf_t *_fil_small_top[1u << TOP_BITS];
 static size_t side_bytes;                /* side tables mapped, for the own-memory figure */
 static int adopt_failed;                 /* a heap side table could not be mapped: stop trying */
 
-static inline leaf_t **leaf_of(uintptr_t p) {
-    return &_fil_small_top[p >> (REGION_BITS + LEAF_BITS)];
-}
-static inline size_t index_in_leaf(uintptr_t p) {
-    return (p >> REGION_BITS) & ((1u << LEAF_BITS) - 1);
+/* The leaf covering p, made on first use; NULL when no memory is left for it. */
+static leaf_t *leaf_for(uintptr_t p) {
+    leaf_t **slot = fil_small_leaf_slot(p);
+    if (!*slot) *slot = prim_pages_alloc(sizeof(leaf_t));
+    return *slot;
 }
 static inline size_t side_size(size_t arena_size) { return arena_size >> (GRANULE_SHIFT - 2); }
 static inline size_t round_page(size_t n) { return (n + 4095) & ~(size_t)4095; }
@@ -90,11 +93,11 @@ void *_fil_small_arena_map(size_t size) {
     if (a >> ADDR_BITS) { prim_sys_munmap((void *)a, total); return NULL; }
 
     _fil_lock();
-    leaf_t **slot = leaf_of(a);
-    if (!*slot) *slot = prim_pages_alloc(sizeof(leaf_t));
-    int ok = *slot && !(*slot)->side[index_in_leaf(a)];   /* not a heap region's */
+    leaf_t *leaf = leaf_for(a);
+    uint32_t **side = leaf ? &leaf->side[fil_small_region_index(a)] : NULL;
+    int ok = side && !*side;   /* not a heap region's */
     if (ok) {
-        (*slot)->side[index_in_leaf(a)] = (uint32_t *)(a + size);
+        *side = (uint32_t *)(a + size);
         side_bytes += total - size;
     }
     _fil_unlock();
@@ -106,8 +109,8 @@ int _fil_small_arena_unmap(void *arena, size_t size) {
     uintptr_t a = (uintptr_t)arena;
     if ((a & (REGION - 1)) || (a >> ADDR_BITS)) return 0;
     _fil_lock();
-    leaf_t *leaf = *leaf_of(a);
-    uint32_t **slot = leaf ? &leaf->side[index_in_leaf(a)] : NULL;
+    leaf_t *leaf = *fil_small_leaf_slot(a);
+    uint32_t **slot = leaf ? &leaf->side[fil_small_region_index(a)] : NULL;
     int ours = slot && *slot == (uint32_t *)(a + size);
     if (ours) {
         *slot = NULL;
@@ -121,19 +124,20 @@ int _fil_small_arena_unmap(void *arena, size_t size) {
 /* Caller holds the lock. */
 uint32_t *_fil_small_adopt(uintptr_t p) {
     if (adopt_failed || (p & 15) || (p >> ADDR_BITS)) return NULL;
-    leaf_t **slot = leaf_of(p);
-    if (!*slot && !(*slot = prim_pages_alloc(sizeof(leaf_t)))) {
+    leaf_t *leaf = leaf_for(p);
+    if (!leaf) {
         adopt_failed = 1;
         return NULL;
     }
-    size_t i = index_in_leaf(p);
-    uint32_t **side = &(*slot)->side[i];
+    size_t i = fil_small_region_index(p);
+    uint32_t **side = &leaf->side[i];
     if (*side) return NULL;   /* an arena's: p lies past its end */
     uintptr_t base = p & ~(REGION - 1);
-    uint32_t seen = (*slot)->seen[i];
-    if (seen < UINT32_MAX) (*slot)->seen[i] = ++seen;
-    uint64_t stretches = (*slot)->stretches[i] |= (uint64_t)1 << ((p - base) >> 14);
-    if (seen < SMALL_ADOPT_MIN || seen / SMALL_ADOPT_PER_PAGE < (uint32_t)__builtin_popcountll(stretches))
+    uint32_t seen = leaf->seen[i];
+    if (seen < UINT32_MAX) leaf->seen[i] = ++seen;
+    uint64_t stretches = leaf->stretches[i] |= (uint64_t)1 << ((p - base) >> 14);
+    if (seen < SMALL_ADOPT_MIN ||
+        seen / SMALL_ADOPT_PER_PAGE < (uint32_t)__builtin_popcountll(stretches))
         return NULL;
     size_t len = side_size(REGION);
     void *t = prim_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -147,8 +151,8 @@ uint32_t *_fil_small_adopt(uintptr_t p) {
     }
     *side = t;
     side_bytes += len;
-    (*slot)->seen[i] = 0;
-    (*slot)->stretches[i] = 0;
+    leaf->seen[i] = 0;
+    leaf->stretches[i] = 0;
     return *side + ((p - base) >> GRANULE_SHIFT);
 }
 
@@ -157,12 +161,12 @@ int _fil_small_spill_unknown;
 /* Caller holds the lock. */
 void _fil_small_spill(uintptr_t p, int delta) {
     if (p >> ADDR_BITS) return;   /* never has a side entry: frees search the table anyway */
-    leaf_t **slot = leaf_of(p);
-    if (!*slot && !(*slot = prim_pages_alloc(sizeof(leaf_t)))) {
+    leaf_t *leaf = leaf_for(p);
+    if (!leaf) {
         _fil_small_spill_unknown = 1;
         return;
     }
-    (*slot)->spilled[index_in_leaf(p)] += (uint32_t)delta;
+    leaf->spilled[fil_small_region_index(p)] += (uint32_t)delta;
 }
 
 /* Caller holds the lock, and clears the allocation table too. Fresh zero pages replace every
@@ -177,9 +181,9 @@ void _fil_small_clear(void) {
             uintptr_t base = (uintptr_t)((t << LEAF_BITS) | i) << REGION_BITS;
             prim_pages_zero(side, side_len(base, side));
         }
-        memset(leaf->spilled, 0, sizeof leaf->spilled);
-        memset(leaf->seen, 0, sizeof leaf->seen);
-        memset(leaf->stretches, 0, sizeof leaf->stretches);
+        /* The per-region counts, from `spilled` to the end: given back rather than written
+           over, as most of their pages were never touched. */
+        prim_pages_zero(leaf->spilled, sizeof *leaf - offsetof(leaf_t, spilled));
     }
     adopt_failed = 0;
     _fil_small_spill_unknown = 0;

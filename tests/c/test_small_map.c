@@ -242,11 +242,14 @@ static void test_heap_regions(void) {
         CHECK_EQ_U(_fil_small_arena_unmap(b, 256 << 10), 1);
     }
 
-    /* Reset empties heap side tables too. */
+    /* Reset empties heap side tables too, and the per-region counts. */
     _fil_track_alloc(h + 64, 48);
+    _fil_track_alloc(h + 8192, 3000);
     CHECK(*_fil_small_entry((uintptr_t)h + 64) != 0);
+    CHECK(_fil_small_spilled((uintptr_t)h + 64));
     _fil_track_reset();
     CHECK(*_fil_small_entry((uintptr_t)h + 64) == 0);
+    CHECK(!_fil_small_spilled((uintptr_t)h + 64));
     _fil_track_free(h + 64);
     CHECK_EQ_U(live_now(), 0);
     _fil_tracking = 0;
