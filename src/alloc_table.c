@@ -3,9 +3,9 @@
  * Small blocks live in side tables (small_map.c); this table takes the rest: blocks over 1023
  * bytes, callsites beyond what an entry holds, unaligned blocks, and all blocks when side tables
  * cannot be mapped. Open addressing with linear probing keeps a lookup to one or two cache
- * lines; backward-shift deletion keeps probe sequences short without tombstones. A slot is 16 bytes (address, size<<24 | callsite)
- * and the table grows at 75% load, which keeps the profiler's memory at 16-43 bytes per live
- * allocation (about 27 at 10 million). Memory is page-backed, never malloc.
+ * lines; backward-shift deletion keeps probe sequences short without tombstones. A slot is 16
+ * bytes (address, size<<24 | callsite) and the table grows at 75% load, which keeps its memory
+ * at 16-43 bytes per entry (about 27 at 10 million). Memory is page-backed, never malloc.
  *
  * The hash is Fibonacci hashing of the address without its 4 always-zero low bits. (Keeping
  * neighbouring addresses in neighbouring slots, for cache locality, was measured worse: pymalloc

@@ -9,12 +9,11 @@
  *   strings:  bytes -> string id (file names and function names, stored once in the arena)
  *   funcs:    (file id, name id) -> function id
  *   nodes:    (parent, function, line) -> node id
- * and two caches keyed by the interpreter's own (code object, instruction offset): one gives the
- * function and line of a position (so a position met under a new parent costs no line-table
- * scan and no string hashing), one gives the node for (parent, position); and, for the latter, the key (parent, code object, instruction offset,
- * fingerprint) to a node, so computing a line number and reading names happens only the first
- * time a frame position is seen. The fingerprint (file/name object addresses, first line) guards
- * against a freed code object whose address is reused by another.
+ * and two caches keyed by the interpreter's own (code object, instruction offset, fingerprint):
+ * one gives the function and line of a position, so computing a line number and reading names
+ * happens only the first time a position is seen; the other gives the node for (parent,
+ * position), so a stack seen before costs no interning. The fingerprint (file/name object
+ * addresses, first line) guards against a freed code object whose address is reused by another.
  *
  * Protected by the tracking lock.
  */

@@ -46,16 +46,13 @@ int _fil_peak_reserve(peak_t *p, uint32_t n) {
     while (cap < n) cap *= 2;
     void *arrays[4] = {p->live, p->snap, p->dirty, p->is_dirty};
     static const size_t elem[4] = {8, 8, 4, 1};
-    for (int i = 0; i < 4; i++) {
+    int r = 0;
+    for (int i = 0; i < 4 && r == 0; i++) {
         if (resize(&arrays[i], elem[i], p->capacity, cap) < 0) {
             /* All four keep one capacity: give back what already grew. Shrinking a mapping
                does not fail. */
             for (int j = 0; j < i; j++) resize(&arrays[j], elem[j], cap, p->capacity);
-            p->live = arrays[0];
-            p->snap = arrays[1];
-            p->dirty = arrays[2];
-            p->is_dirty = arrays[3];
-            return -1;
+            r = -1;
         }
     }
     /* Growth of anonymous memory is zero-filled. */
@@ -63,8 +60,8 @@ int _fil_peak_reserve(peak_t *p, uint32_t n) {
     p->snap = arrays[1];
     p->dirty = arrays[2];
     p->is_dirty = arrays[3];
-    p->capacity = cap;
-    return 0;
+    if (r == 0) p->capacity = cap;
+    return r;
 }
 
 void _fil_peak_settle(peak_t *p) {

@@ -172,8 +172,7 @@ static callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate);
 
 /* The calling thread's thread state, or NULL. Most allocations come from the thread holding the
    GIL, whose state the runtime keeps in one global: one load and a compare with pthread_self()
-   (what 3.11 stores as thread_id)
-   instead of a thread-specific-data lookup. */
+   (what 3.11 stores as thread_id) instead of a thread-specific-data lookup. */
 static inline PyThreadState *own_tstate(void) {
     PyThreadState *t = _PyThreadState_GET();
     if (FIL_LIKELY(t && t->thread_id == (unsigned long)pthread_self())) return t;
@@ -219,7 +218,7 @@ static callsite_t intern_from(fil_thread_t *ts, uint32_t from, uint32_t n, calls
 static inline void note_refill(fil_thread_t *ts, uint32_t from, uint32_t n) {
     frame_cache_entry_t *c = ts->cache;
     uint32_t k = ts->cache_rising < from ? ts->cache_rising : from;
-    if (k == 0) k = n ? 1 : 0;
+    if (k == 0 && n > 0) k = 1;   /* one entry rises trivially */
     while (k < n && (uintptr_t)c[k].frame > (uintptr_t)c[k - 1].frame) k++;
     ts->cache_rising = k;
 }

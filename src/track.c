@@ -138,11 +138,9 @@ static void add_locked(void *p, size_t size, callsite_t cs) {
         return;
     }
     if (r == 0) _fil_small_spill((uintptr_t)p, +1);
-    if (e) {
-        if (*e) {   /* a stale side entry for the same block */
-            _fil_peak_sub(&peak, fil_small_cs(*e), fil_small_size(*e));
-            *e = 0;
-        }
+    if (e && *e) {   /* a stale side entry for the same block */
+        _fil_peak_sub(&peak, fil_small_cs(*e), fil_small_size(*e));
+        *e = 0;
     }
     if (r == 1) _fil_peak_sub(&peak, old_cs, old_size);
     _fil_peak_add(&peak, cs, size);
