@@ -262,11 +262,16 @@ extern __thread int _fil_tl_guard __attribute__((tls_model("initial-exec")));
 extern volatile int _fil_tracking;   /* 1 while allocations are being recorded */
 
 fil_thread_t *_fil_thread_get(void);
+/* Record a new block of size bytes at p, charged to the calling thread's stack (size 0: nothing). */
 void _fil_track_alloc(void *p, size_t size);
 void _fil_track_free(void *p);
 /* Remove p from the books, returning what it was (1) or 0 if unknown; put it back as it was. */
 int _fil_track_take(void *p, uint64_t *size, callsite_t *cs);
 void _fil_track_put(void *p, uint64_t size, callsite_t cs);
+/* After realloc(old, size) returned p (NULL: failed, or glibc freed old for size 0), old having
+   been taken first (found, old_size, old_cs from _fil_track_take): the books made to match. */
+void _fil_track_realloc(void *old, void *p, size_t size, int found, uint64_t old_size,
+                        callsite_t old_cs);
 void _fil_track_mmap(void *p, size_t len);
 /* Returns the tracked bytes that lay in [p, p+len) (0: nothing there was anonymous memory). */
 uint64_t _fil_track_munmap(void *p, size_t len);

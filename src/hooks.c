@@ -81,8 +81,7 @@ static void *realloc_tracked(void *old, size_t size) {
     callsite_t old_cs = 0;
     int had_old = old ? _fil_track_take(old, &old_size, &old_cs) : 0;
     void *p = __libc_realloc(old, size);
-    if (p) _fil_track_alloc(p, size);
-    else if (had_old && size != 0) _fil_track_put(old, old_size, old_cs);  /* failed: old lives on */
+    _fil_track_realloc(old, p, size, had_old, old_size, old_cs);
     if (FIL_UNLIKELY(!p) && size != 0) _fil_oom_on_failure(size);
     _fil_tl_guard--;
     return p;

@@ -54,8 +54,7 @@ static void *w_realloc(void *ctx, void *old, size_t size) {
     callsite_t old_cs = 0;
     int had_old = old ? _fil_track_take(old, &old_size, &old_cs) : 0;
     void *p = a->realloc(a->ctx, old, size);
-    if (p) _fil_track_alloc(p, size);
-    else if (had_old) _fil_track_put(old, old_size, old_cs);
+    _fil_track_realloc(old, p, size, had_old, old_size, old_cs);
     if (!p) _fil_oom_on_failure(size);
     _fil_tl_guard--;
     return p;

@@ -167,6 +167,10 @@ static int remove_locked(void *p, uint64_t *size, callsite_t *cs) {
 }
 
 void _fil_track_alloc(void *p, size_t size) {
+    /* A block of no bytes changes no total and no callsite's share: not recorded, and no stack
+       taken (Python's lists give their storage back this way each time they empty). A later
+       realloc or free of it finds nothing, as for any block never seen. */
+    if (FIL_UNLIKELY(size == 0)) return;
     _fil_lock();
     add_locked(p, size, current_callsite_locked());
     /* oom.c's early check: one subtraction and compare here, the /proc reads only rarely. */
@@ -194,6 +198,23 @@ void _fil_track_put(void *p, uint64_t size, callsite_t cs) {
     _fil_lock();
     add_locked(p, size, cs);
     _fil_unlock();
+}
+
+void _fil_track_realloc(void *old, void *p, size_t size, int found, uint64_t old_size,
+                        callsite_t old_cs) {
+    if (!p) {
+        /* Failed, old lives on; or glibc's realloc(old, 0), which freed it. */
+        if (found && size != 0) _fil_track_put(old, old_size, old_cs);
+        return;
+    }
+    /* Resized in place to the size it had (a list shrinking by one item within its
+       over-allocation, say): nothing was allocated, so it stays with the code that allocated it
+       and no stack is taken. Any other outcome is charged to the caller, as a new block. */
+    if (p == old && found && size == old_size) {
+        _fil_track_put(p, old_size, old_cs);
+        return;
+    }
+    _fil_track_alloc(p, size);
 }
 
 void _fil_track_mmap(void *p, size_t len) {
