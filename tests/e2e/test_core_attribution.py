@@ -331,3 +331,38 @@ def test_same_depth_stacks_that_differ_only_below_the_top(run_fil):
         got = bytes_at(prof, L(marker))
         assert abs(got - mib * MiB) < MiB // 2, "%s: %d bytes\n%s" % (marker, got, describe(prof))
     assert_close(bytes_at(prof, L("leaf")), 23 * MiB, what=describe(prof))
+
+
+def test_stacks_deeper_than_64_frames_that_differ_near_the_top(run_fil):
+    """The same comparison on stacks of 103 frames, where the frames that moved on lie beyond
+    the first 64 from the root (the innermost one, or the two innermost), and on 33 frames where
+    they do not. Every allocation must land on its whole stack."""
+    script = textwrap.dedent("""\
+        KEEP = []
+        def top():
+            KEEP.append(bytearray(1 << 20))  # @top_first
+            KEEP.append(bytearray(2 << 20))  # @top_second
+        def at(depth):
+            if depth == 0:
+                top()  # @bottom_first
+                top()  # @bottom_second
+                return
+            at(depth - 1)  # @recurse
+        def run(depth):
+            at(depth)  # @run_first
+            at(depth)  # @run_second
+        run(100)  # @deep
+        run(30)  # @shallow
+        """)
+    _, _, prof = run_fil(script)
+    L = lines(script)
+    for start, depth in [("deep", 100), ("shallow", 30)]:
+        for run_line in ("run_first", "run_second"):
+            for bottom in ("bottom_first", "bottom_second"):
+                for leaf, mib in [("top_first", 1), ("top_second", 2)]:
+                    specs = [L(start), L(run_line)] + [L("recurse")] * depth + [L(bottom), L(leaf)]
+                    got = bytes_under(prof, *specs)
+                    assert abs(got - mib * MiB) < 4096, "%s %s %s %s: %d bytes\n%s" % (
+                        start, run_line, bottom, leaf, got, describe(prof))
+    assert_close(bytes_at(prof, L("top_first")) + bytes_at(prof, L("top_second")), 24 * MiB,
+                 what=describe(prof))
