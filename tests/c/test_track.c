@@ -27,6 +27,16 @@ static int lookup(void *p, uint64_t *size, callsite_t *cs) {
     return found;
 }
 
+/* p is on the books at this size and callsite (a macro: failures name the caller's line). */
+#define CHECK_BLOCK(p, want_size, want_cs) do { \
+    uint64_t size_; \
+    callsite_t cs_; \
+    CHECK(lookup((p), &size_, &cs_)); \
+    CHECK_EQ_U(size_, (want_size)); \
+    CHECK_EQ_U(cs_, (want_cs)); \
+} while (0)
+#define CHECK_UNKNOWN(p) do { uint64_t size_; callsite_t cs_; CHECK(!lookup((p), &size_, &cs_)); } while (0)
+
 /* realloc(old, size) that returned p, as a hook reports it. */
 static void realloc_outcome(void *old, void *p, size_t size) {
     uint64_t old_size = 0;
@@ -37,15 +47,14 @@ static void realloc_outcome(void *old, void *p, size_t size) {
 
 static void test_empty_blocks(void) {
     char *a = malloc(64), *b = malloc(64);
-    uint64_t base = live_now(), size;
-    callsite_t cs;
+    uint64_t base = live_now();
 
     /* A block of no bytes is not recorded, and costs no stack. */
     next_cs = 4;
     stacks_taken = 0;
     _fil_track_alloc(a, 0);
     CHECK_EQ_U(stacks_taken, 0);
-    CHECK(!lookup(a, &size, &cs));
+    CHECK_UNKNOWN(a);
     CHECK_EQ_U(live_now(), base);
     _fil_track_free(a);   /* a free of it finds nothing */
     CHECK_EQ_U(live_now(), base);
@@ -58,19 +67,18 @@ static void test_empty_blocks(void) {
     stacks_taken = 0;
     realloc_outcome(a, b, 0);
     CHECK_EQ_U(stacks_taken, 0);
-    CHECK(!lookup(a, &size, &cs));
-    CHECK(!lookup(b, &size, &cs));
+    CHECK_UNKNOWN(a);
+    CHECK_UNKNOWN(b);
     CHECK_EQ_U(live_now(), base);
     next_cs = 6;
     realloc_outcome(b, a, 48);
     CHECK_EQ_U(stacks_taken, 1);
-    CHECK(lookup(a, &size, &cs));
-    CHECK_EQ_U(size, 48); CHECK_EQ_U(cs, 6);
+    CHECK_BLOCK(a, 48, 6);
     CHECK_EQ_U(live_now() - base, 48);
 
     /* glibc's realloc(p, 0) frees p and returns NULL: gone from the books. */
     realloc_outcome(a, NULL, 0);
-    CHECK(!lookup(a, &size, &cs));
+    CHECK_UNKNOWN(a);
     CHECK_EQ_U(live_now(), base);
     free(a);
     free(b);
@@ -78,8 +86,7 @@ static void test_empty_blocks(void) {
 
 static void test_resize_outcomes(void) {
     char *a = malloc(64), *b = malloc(64);
-    uint64_t base = live_now(), size;
-    callsite_t cs;
+    uint64_t base = live_now();
 
     next_cs = 7;
     _fil_track_alloc(a, 40);
@@ -89,27 +96,23 @@ static void test_resize_outcomes(void) {
     stacks_taken = 0;
     realloc_outcome(a, a, 40);
     CHECK_EQ_U(stacks_taken, 0);
-    CHECK(lookup(a, &size, &cs));
-    CHECK_EQ_U(size, 40); CHECK_EQ_U(cs, 7);
+    CHECK_BLOCK(a, 40, 7);
     CHECK_EQ_U(live_now() - base, 40);
 
     /* In place but smaller or bigger: charged to the caller at its new size. */
     realloc_outcome(a, a, 24);
     CHECK_EQ_U(stacks_taken, 1);
-    CHECK(lookup(a, &size, &cs));
-    CHECK_EQ_U(size, 24); CHECK_EQ_U(cs, 8);
+    CHECK_BLOCK(a, 24, 8);
     next_cs = 9;
     realloc_outcome(a, a, 56);
-    CHECK(lookup(a, &size, &cs));
-    CHECK_EQ_U(size, 56); CHECK_EQ_U(cs, 9);
+    CHECK_BLOCK(a, 56, 9);
     CHECK_EQ_U(live_now() - base, 56);
 
     /* Moved at the same size: a new block, charged to the caller. */
     next_cs = 10;
     realloc_outcome(a, b, 56);
-    CHECK(!lookup(a, &size, &cs));
-    CHECK(lookup(b, &size, &cs));
-    CHECK_EQ_U(size, 56); CHECK_EQ_U(cs, 10);
+    CHECK_UNKNOWN(a);
+    CHECK_BLOCK(b, 56, 10);
     CHECK_EQ_U(live_now() - base, 56);
 
     /* Failed: the old block lives on as it was. */
@@ -117,19 +120,16 @@ static void test_resize_outcomes(void) {
     stacks_taken = 0;
     realloc_outcome(b, NULL, 1u << 30);
     CHECK_EQ_U(stacks_taken, 0);
-    CHECK(lookup(b, &size, &cs));
-    CHECK_EQ_U(size, 56); CHECK_EQ_U(cs, 10);
+    CHECK_BLOCK(b, 56, 10);
 
     /* realloc(NULL, n) is a malloc; realloc of a block never seen is a new block too. */
     realloc_outcome(NULL, a, 12);
-    CHECK(lookup(a, &size, &cs));
-    CHECK_EQ_U(size, 12); CHECK_EQ_U(cs, 11);
+    CHECK_BLOCK(a, 12, 11);
     _fil_track_free(a);
     _fil_track_free(b);
     char *c = malloc(16);
     realloc_outcome(c, c, 16);   /* same size in place, but unknown: charged to the caller */
-    CHECK(lookup(c, &size, &cs));
-    CHECK_EQ_U(size, 16); CHECK_EQ_U(cs, 11);
+    CHECK_BLOCK(c, 16, 11);
     _fil_track_free(c);
     CHECK_EQ_U(live_now(), base);
     free(a);
