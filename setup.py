@@ -36,7 +36,7 @@ setup(
     cmdclass={"build_ext": MakeBuildExt},
     # The kernelspec, read by `fil-profile install-kernel`; data_files below puts the same
     # file where Jupyter looks for kernels.
-    package_data={"filprofiler": ["kernelspec/*"]},
+    package_data={"filprofiler.kernelspec": ["*"]},
     data_files=[("share/jupyter/kernels/filprofile",
                  ["filprofiler/kernelspec/kernel.json"])] if os.path.exists(
         os.path.join(HERE, "filprofiler/kernelspec/kernel.json")) else [],
