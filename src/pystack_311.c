@@ -223,30 +223,34 @@ static inline void note_refill(fil_thread_t *ts, uint32_t from, uint32_t n) {
     ts->cache_rising = k;
 }
 
-/* Whether cached frames [0, d) are still linked as cached (1) or not (0), reading each frame's
-   link and instruction; -1 when one lies outside [lo, lo + span) and was not read (span 0: all
-   known to be inside). *changed: the outermost frame whose instruction differs from the cache
-   (d: none), found in the same pass for the first 64 frames. */
+/* Whether cached frames [0, d) are still linked as cached: each frame's link and instruction
+   read, every frame known to lie inside the data-stack chunk in use. Nearly every allocation
+   makes this check (a C function allocating over and over under an unchanged stack), so its
+   loop only gathers differences; *changed (the outermost frame whose instruction differs from
+   the cache, d: none) is looked for afterwards, and only when there is one. */
 static inline int same_links(const frame_cache_entry_t *c, uint32_t d, const void *stop,
-                             uintptr_t lo, uintptr_t span, uint32_t *changed) {
+                             uint32_t *changed) {
     const void *below = stop;
     uintptr_t links = 0, instrs = 0;
-    uint64_t moved = 0;   /* bit k: frame k's instruction differs (k < 64) */
     for (uint32_t k = 0; k < d; k++) {
         const _PyInterpreterFrame *f = c[k].frame;
-        if (span && (uintptr_t)f - lo >= span) return -1;
         links |= (uintptr_t)f->previous ^ (uintptr_t)below;
-        uintptr_t diff = (uintptr_t)f->prev_instr ^ (uintptr_t)c[k].instr;
-        instrs |= diff;
-        moved |= (uint64_t)(diff != 0 && k < 64) << (k & 63);
+        instrs |= (uintptr_t)f->prev_instr ^ (uintptr_t)c[k].instr;
         below = f;
     }
     if (links != 0) return 0;
-    if (instrs == 0) *changed = d;
-    else if (moved) *changed = (uint32_t)__builtin_ctzll(moved);
-    else   /* every difference lies beyond the first 64 frames */
-        for (*changed = 64; ((const _PyInterpreterFrame *)c[*changed].frame)->prev_instr ==
-                            c[*changed].instr; ++*changed) {}
+    uint32_t k = d;
+    if (instrs != 0)
+        for (k = 0; ((const _PyInterpreterFrame *)c[k].frame)->prev_instr == c[k].instr; k++) {}
+    *changed = k;
+    return 1;
+}
+
+/* The cached frames' addresses all inside [lo, lo + span), so that reading them is safe. */
+static inline int all_inside(const frame_cache_entry_t *c, uint32_t d, uintptr_t lo,
+                             uintptr_t span) {
+    for (uint32_t k = 0; k < d; k++)
+        if ((uintptr_t)c[k].frame - lo >= span) return 0;
     return 1;
 }
 
@@ -287,13 +291,10 @@ static callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate) {
         if (c[d - 1].frame == (const void *)top) {
             uintptr_t lo = (uintptr_t)tstate->datastack_chunk;
             uintptr_t span = (uintptr_t)tstate->datastack_top - lo;
-            int r;
-            if (ts->cache_rising >= d && (uintptr_t)c[0].frame - lo < span &&
-                (uintptr_t)top - lo < span)
-                r = same_links(c, d, stop, 0, 0, &changed);
-            else
-                r = same_links(c, d, stop, lo, span, &changed);
-            same_chain = r > 0;
+            int inside = ts->cache_rising >= d
+                             ? (uintptr_t)c[0].frame - lo < span && (uintptr_t)top - lo < span
+                             : all_inside(c, d, lo, span);
+            same_chain = inside && same_links(c, d, stop, &changed);
         }
         /* 2. Otherwise one walk down the chain, compared as it goes. */
         if (!same_chain) {
