@@ -3,6 +3,7 @@
 #ifndef FIL_INTERNAL_H
 #define FIL_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -246,6 +247,7 @@ typedef struct fil_thread_s {
     callsite_t cache_base;       /* root node the cached stack hangs from */
     callsite_t fallback_parent;  /* native threads: the inherited stack the marker hangs from */
     callsite_t fallback_node;    /* ... and its "[native thread ...]" child, interned once */
+    atomic_int lock_busy;        /* lock.c: inside the lock on the biased fast path */
     frame_cache_entry_t cache[FIL_MAX_FRAMES];
     frame_cache_entry_t scratch[FIL_MAX_FRAMES];  /* the stack being taken, innermost first */
 } fil_thread_t;
@@ -261,6 +263,8 @@ void _fil_set_stack_provider(fil_stack_fn fn);
 extern __thread int _fil_tl_guard __attribute__((tls_model("initial-exec")));
 extern volatile int _fil_tracking;   /* 1 while allocations are being recorded */
 
+/* The calling thread's state, NULL until its first tracked allocation (_fil_thread_get). */
+extern __thread fil_thread_t *_fil_tl_thread __attribute__((tls_model("initial-exec")));
 fil_thread_t *_fil_thread_get(void);
 /* Record a new block of size bytes at p, charged to the calling thread's stack (size 0: nothing). */
 void _fil_track_alloc(void *p, size_t size);
@@ -280,7 +284,7 @@ callsite_t _fil_current_callsite(void);
 /* lock.c: the tracking lock (biased towards the thread that started tracking). */
 void _fil_lock(void);
 void _fil_unlock(void);
-void _fil_lock_set_owner(void);        /* the calling thread gets the fast path */
+void _fil_lock_set_owner(void);        /* bias on; the calling thread is the first owner */
 void _fil_lock_after_fork_child(void); /* in the child, after fork() took the lock */
 /* Forget all live allocations and the peak; new allocations are tracked from now on. */
 void _fil_track_init_once(void);  /* atfork handlers; from the library constructor */

@@ -1,28 +1,35 @@
-/* lock.c: the tracking lock, biased towards the thread that does most of the tracking.
+/* lock.c: the tracking lock, biased towards the thread that does most of the tracking now.
  *
- * Every tracked allocation and free takes this lock once. In a Python program nearly all of them
- * come from one thread (the one holding the GIL, usually the main thread), and for an uncontended
- * lock the cost is the atomic read-modify-write itself: a full barrier that drains the store
- * buffer, measured at about 14% of a profiled allocation-heavy pure-Python run. So the lock is
- * biased: one thread, the owner, takes it with plain stores, and every other thread takes an
- * ordinary spinlock and, the first time, revokes the bias.
+ * Every tracked allocation and free takes this lock once. For an uncontended lock the cost is the
+ * atomic read-modify-write itself: a full barrier that drains the store buffer, measured at about
+ * 14% of a profiled allocation-heavy pure-Python run. Yet at any moment nearly all of them come
+ * from one thread, the one holding the GIL. So the lock is biased: one thread, the owner, takes
+ * it with plain stores, and every other thread takes an ordinary spinlock and revokes the bias
+ * first. `bias_for` names the owner while the bias is on, and is NULL otherwise.
  *
- * The owner's fast path:        owner_busy = 1; compiler barrier; if (!revoked) enter.
- * A non-owner taking the lock:  spinlock; revoked = 1; membarrier(); wait while owner_busy.
+ * The owner's fast path:        me->lock_busy = 1; compiler barrier; if (bias_for == me) enter.
+ * A non-owner taking the lock:  spinlock; old = bias_for; bias_for = NULL; membarrier();
+ *                               wait while old->lock_busy.
  * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) makes every running thread of the process execute
- * a full memory barrier before it returns. Hence either the owner's store to owner_busy is visible
- * to the revoker after the call (and the revoker waits for the owner to leave), or the owner's
- * load of `revoked` comes after the barrier and sees 1 (and the owner takes the spinlock like
- * everyone else). This is the asymmetric form of Dekker's algorithm: the rare side pays a
- * syscall so that the common side pays nothing.
+ * a full memory barrier before it returns. Hence either the owner's store to its busy flag is
+ * visible to the revoker after the call (and the revoker waits for the owner to leave), or the
+ * owner's load of `bias_for` comes after the barrier and sees NULL (and the owner takes the
+ * spinlock like everyone else). This is the asymmetric form of Dekker's algorithm: the rare side
+ * pays a syscall so that the common side pays nothing.
  *
- * The bias stays revoked while other threads keep tracking; the owner restores it, under the
- * spinlock, after a run of acquisitions during which no other thread took the lock: 4096 at
- * first, doubling at each revocation up to about a million, so that a process whose other
- * threads allocate now and then does not pay a membarrier (an interrupt to every core) each
- * time. Without
- * membarrier (old kernels, some sandboxes) or under ThreadSanitizer (which cannot see the
- * barrier) the bias is never granted and this is a plain spinlock.
+ * The bias follows the work. Whichever thread takes the spinlock `quiet_needed` times in a row,
+ * no other thread in between, gets the bias (only that thread, holding the spinlock, ever sets
+ * bias_for to itself). Python threads take turns at the GIL every few milliseconds, tens of
+ * thousands of allocations each, so each turn but its first few thousand runs on the fast path;
+ * a single-threaded program keeps one owner for good. Each thread's busy flag lies in its own
+ * state (fil_thread_t), which is never freed, so a former owner that stalled inside its fast path
+ * writes only its own flag, and sees bias_for naming someone else.
+ *
+ * A revocation costs a membarrier (an interrupt to every core running the process), which a
+ * short turn does not repay: after a turn of less than a millisecond quiet_needed doubles (up to
+ * about a million), after a longer one it halves (down to 4096). Without membarrier (old kernels,
+ * some sandboxes) or under ThreadSanitizer (which cannot see the barrier) the bias is never
+ * granted and this is a plain spinlock.
  */
 #include "fil_internal.h"
 #include "prim.h"
@@ -30,23 +37,26 @@
 #include <sched.h>
 #include <stdatomic.h>
 
-#define BIAS_QUIET_FIRST 4096u
-#define BIAS_QUIET_MAX (1u << 20)
+/* The stress build sets both to 16, to move the bias around as often as it can. */
+#ifndef FIL_LOCK_QUIET_FIRST
+#define FIL_LOCK_QUIET_FIRST 4096u
+#endif
+#ifndef FIL_LOCK_QUIET_MAX
+#define FIL_LOCK_QUIET_MAX (1u << 20)
+#endif
 
-static atomic_int spin;                 /* the spinlock */
-static atomic_int revoked = 1;          /* 1: the owner must use the spinlock too */
-static atomic_int owner_busy;           /* written by the owner only */
-static _Atomic(const void *) owner;     /* identity of the owner thread (see self()) */
+static atomic_int spin;                      /* the spinlock */
+static _Atomic(fil_thread_t *) bias_for;     /* the owner while the bias is on, else NULL */
 static int bias_supported;
-static unsigned nonowner_ops;           /* under the spinlock */
-static unsigned quiet_owner_ops;        /* under the spinlock, by the owner */
-static unsigned seen_nonowner_ops;
-static unsigned quiet_needed = BIAS_QUIET_FIRST;   /* under the spinlock */
+/* Under the spinlock: */
+static fil_thread_t *run_thread;             /* the thread of the current run of acquisitions */
+static unsigned run_len;
+static unsigned quiet_needed = FIL_LOCK_QUIET_FIRST;
+static uint64_t turn_start_ns;               /* when the bias was last granted */
 
-static __thread char tl_identity __attribute__((tls_model("initial-exec")));
-static __thread int tl_fast __attribute__((tls_model("initial-exec")));  /* holding via fast path */
+static __thread fil_thread_t *tl_fast __attribute__((tls_model("initial-exec")));  /* holding via fast path */
 
-static inline const void *self(void) { return &tl_identity; }
+#define LONG_TURN_NS 1000000u
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -71,65 +81,84 @@ static void spin_unlock(void) { atomic_store_explicit(&spin, 0, memory_order_rel
 /* Caller holds the spinlock. Afterwards the owner is not inside the critical section and will
    not enter it on the fast path. */
 static void revoke(void) {
-    if (atomic_load_explicit(&revoked, memory_order_relaxed)) return;
-    atomic_store_explicit(&revoked, 1, memory_order_relaxed);
-    if (quiet_needed < BIAS_QUIET_MAX) quiet_needed *= 2;
+    fil_thread_t *o = atomic_load_explicit(&bias_for, memory_order_relaxed);
+    if (!o) return;
+    atomic_store_explicit(&bias_for, NULL, memory_order_relaxed);
     prim_membarrier();
-    while (atomic_load_explicit(&owner_busy, memory_order_acquire)) cpu_relax();
+    while (atomic_load_explicit(&o->lock_busy, memory_order_acquire)) cpu_relax();
+    if (prim_now_ns() - turn_start_ns < LONG_TURN_NS) {
+        if (quiet_needed < FIL_LOCK_QUIET_MAX) quiet_needed *= 2;
+    } else if (quiet_needed > FIL_LOCK_QUIET_FIRST) {
+        quiet_needed /= 2;
+    }
+}
+
+/* Caller holds the spinlock, the bias revoked. A thread alone at the lock for long enough gets
+   the bias. A thread without a state yet (NULL) never does. */
+static void count_run(fil_thread_t *me) {
+    if (!bias_supported || !me) {
+        run_thread = NULL;
+        return;
+    }
+    if (me != run_thread) {
+        run_thread = me;
+        run_len = 0;
+    }
+    if (++run_len < quiet_needed) return;
+    run_len = 0;
+    turn_start_ns = prim_now_ns();
+    atomic_store_explicit(&bias_for, me, memory_order_release);
 }
 
 void _fil_lock(void) {
-    if (atomic_load_explicit(&owner, memory_order_relaxed) == self()) {
-        atomic_store_explicit(&owner_busy, 1, memory_order_relaxed);
+    fil_thread_t *me = _fil_tl_thread;
+    if (me && atomic_load_explicit(&bias_for, memory_order_relaxed) == me) {
+        atomic_store_explicit(&me->lock_busy, 1, memory_order_relaxed);
         atomic_signal_fence(memory_order_seq_cst);   /* the barrier is membarrier's job */
-        if (FIL_LIKELY(!atomic_load_explicit(&revoked, memory_order_relaxed))) {
-            tl_fast = 1;
+        if (FIL_LIKELY(atomic_load_explicit(&bias_for, memory_order_acquire) == me)) {
+            tl_fast = me;
             return;
         }
-        atomic_store_explicit(&owner_busy, 0, memory_order_release);
-        spin_lock();
-        /* Alone for long enough: take the bias back. */
-        if (bias_supported && nonowner_ops == seen_nonowner_ops) {
-            if (++quiet_owner_ops >= quiet_needed) atomic_store_explicit(&revoked, 0, memory_order_relaxed);
-        } else {
-            seen_nonowner_ops = nonowner_ops;
-            quiet_owner_ops = 0;
-        }
-        return;
+        atomic_store_explicit(&me->lock_busy, 0, memory_order_release);
     }
     spin_lock();
-    nonowner_ops++;
-    revoke();
+    revoke();   /* someone else's bias (or none: a no-op) */
+    count_run(me);
 }
 
 void _fil_unlock(void) {
-    if (tl_fast) {
-        tl_fast = 0;
-        atomic_store_explicit(&owner_busy, 0, memory_order_release);
+    fil_thread_t *me = tl_fast;
+    if (me) {
+        tl_fast = NULL;
+        atomic_store_explicit(&me->lock_busy, 0, memory_order_release);
         return;
     }
+    /* Granted the bias in this very acquisition (count_run): leaving by the spinlock is right,
+       the fast path starts with the next one. */
     spin_unlock();
 }
 
 void _fil_lock_set_owner(void) {
     _fil_lock();
-    revoke();   /* the old owner may be on its fast path: wait for it (we hold the spinlock) */
-    atomic_store_explicit(&owner, self(), memory_order_relaxed);
-    quiet_owner_ops = 0;
-    seen_nonowner_ops = nonowner_ops;
+    fil_thread_t *me = _fil_thread_get();
+    revoke();   /* an owner may be on its fast path: wait for it (we hold the spinlock) */
 #if defined(__SANITIZE_THREAD__)
     bias_supported = 0;
 #else
     bias_supported = prim_membarrier_init() == 0;
 #endif
+    run_thread = me;   /* the first run to count is the caller's */
+    run_len = 0;
     _fil_unlock();
 }
 
 void _fil_lock_after_fork_child(void) {
     /* One thread now: the forking thread, which held the lock in the prepare handler. */
-    tl_fast = 0;
-    atomic_store_explicit(&owner_busy, 0, memory_order_relaxed);
-    atomic_store_explicit(&revoked, 1, memory_order_relaxed);
-    atomic_store_explicit(&owner, self(), memory_order_relaxed);
+    fil_thread_t *me = _fil_tl_thread;
+    tl_fast = NULL;
+    if (me) atomic_store_explicit(&me->lock_busy, 0, memory_order_relaxed);
+    atomic_store_explicit(&bias_for, NULL, memory_order_relaxed);
+    run_thread = NULL;
+    run_len = 0;
     spin_unlock();
 }

@@ -6,7 +6,7 @@
  * high-water mark is the real maximum, not an estimate from per-thread counters.
  *
  * Lock ownership (the tracking lock, lock.c) covers: `heap`, `maps`, `peak`, the callsite
- * tables (callsite.c), the arena (arena.c) and `free_threads`. The guard and `tl_thread` are
+ * tables (callsite.c), the arena (arena.c) and `free_threads`. The guard and `_fil_tl_thread` are
  * per-thread. `_fil_tracking` is read without the lock: a hook that races with start/stop
  * either records an allocation or not, and a free of an unrecorded pointer is a no-op.
  */
@@ -18,7 +18,7 @@
 #include <string.h>
 
 __thread int _fil_tl_guard __attribute__((tls_model("initial-exec")));
-static __thread fil_thread_t *tl_thread __attribute__((tls_model("initial-exec")));
+__thread fil_thread_t *_fil_tl_thread __attribute__((tls_model("initial-exec")));
 volatile int _fil_tracking;
 
 static alloc_table_t heap;
@@ -51,13 +51,13 @@ static void thread_state_release(void *arg) {
     t->next_free = free_threads;
     free_threads = t;
     _fil_unlock();
-    tl_thread = NULL;
+    _fil_tl_thread = NULL;
     _fil_tl_guard--;
 }
 
 /* Caller holds the lock. NULL only if the OS refuses memory. */
 fil_thread_t *_fil_thread_get(void) {
-    fil_thread_t *t = tl_thread;
+    fil_thread_t *t = _fil_tl_thread;
     if (FIL_LIKELY(t != NULL)) return t;
     if (free_threads) {
         t = free_threads;
@@ -73,7 +73,7 @@ fil_thread_t *_fil_thread_get(void) {
     t->cache_base = CALLSITE_NO_PYTHON;
     t->fallback_parent = CALLSITE_NO_PYTHON;
     t->fallback_node = CALLSITE_NO_PYTHON;
-    tl_thread = t;
+    _fil_tl_thread = t;
     if (!thread_key_ready) {
         if (pthread_key_create(&thread_key, thread_state_release) == 0) thread_key_ready = 1;
     }

@@ -395,6 +395,48 @@ static callsite_t stack_provider(fil_thread_t *ts) {
 static atomic_int workers_done;
 static long monitor_errors;
 
+/* The lock on its own: threads take it in bursts of different lengths, with pauses, so that the
+   bias (lock.c) moves from thread to thread, is revoked and granted again many times (this
+   binary lowers the run that earns it to 16 acquisitions). Inside, a flag that a second thread
+   would find set, and a plain counter that would lose increments. */
+static atomic_int lock_inside;
+static atomic_long lock_errors;
+static long lock_counter;
+
+static void *lock_hammer_main(void *arg) {
+    long index = (long)(intptr_t)arg;
+    _fil_lock();
+    _fil_thread_get();   /* a state of its own: only a thread with one can own the bias */
+    _fil_unlock();
+    long burst = 64 << (index % 4);   /* 64 to 512 acquisitions between pauses */
+    for (long i = 0; i < 20000; i++) {
+        _fil_lock();
+        if (atomic_exchange_explicit(&lock_inside, 1, memory_order_relaxed)) lock_errors++;
+        lock_counter++;
+        atomic_store_explicit(&lock_inside, 0, memory_order_relaxed);
+        _fil_unlock();
+        if (i % burst == burst - 1) {
+            struct timespec pause = {0, 100 * 1000};
+            nanosleep(&pause, NULL);
+        }
+    }
+    return NULL;
+}
+
+static int check_lock(void) {
+    enum { nthreads = 4 };   /* few, so that each often has the lock to itself for a while */
+    pthread_t t[nthreads];
+    for (long i = 0; i < nthreads; i++)
+        if (pthread_create(&t[i], NULL, lock_hammer_main, (void *)(intptr_t)i) != 0) return -1;
+    for (int i = 0; i < nthreads; i++) pthread_join(t[i], NULL);
+    if (lock_errors || lock_counter != 20000L * nthreads) {
+        fprintf(stderr, "stress: lock: %ld times two threads inside, %ld of %ld increments\n",
+                (long)lock_errors, lock_counter, 20000L * nthreads);
+        return -1;
+    }
+    return 0;
+}
+
 /* Sum of the byte counts ending the lines of a .prof file; -1 if unreadable or malformed. */
 static long long prof_sum(const char *path) {
     FILE *f = fopen(path, "r");
@@ -442,6 +484,7 @@ int main(int argc, char **argv) {
 
     if (_fil_callsite_init() != 0) { fprintf(stderr, "stress: callsite init failed\n"); return 2; }
     _fil_set_stack_provider(stack_provider);
+    _fil_lock_set_owner();   /* the biased lock, as the Python side turns it on */
     _fil_track_reset();
 
     pthread_t monitor;
@@ -451,6 +494,7 @@ int main(int argc, char **argv) {
     pthread_join(monitor, NULL);
 
     int failed = 0;
+    if (check_lock() != 0) failed = 1;
     if (errors != 0) {
         fprintf(stderr, "stress: %ld errors in the workers (tags or calls)\n", errors);
         failed = 1;
