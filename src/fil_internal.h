@@ -281,10 +281,10 @@ void _fil_track_mmap(void *p, size_t len);
 uint64_t _fil_track_munmap(void *p, size_t len);
 /* Current callsite of the calling thread (for pthread_create's inheritance). */
 callsite_t _fil_current_callsite(void);
-/* lock.c: the tracking lock (biased towards the thread that started tracking). */
+/* lock.c: the tracking lock (biased towards the thread doing the tracking at the moment). */
 void _fil_lock(void);
 void _fil_unlock(void);
-void _fil_lock_set_owner(void);        /* bias on; the calling thread is the first owner */
+void _fil_lock_set_owner(void);        /* bias on; the caller's run is the first counted */
 void _fil_lock_after_fork_child(void); /* in the child, after fork() took the lock */
 /* Forget all live allocations and the peak; new allocations are tracked from now on. */
 void _fil_track_init_once(void);  /* atfork handlers; from the library constructor */
