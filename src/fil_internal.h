@@ -284,7 +284,7 @@ callsite_t _fil_current_callsite(void);
 /* lock.c: the tracking lock (biased towards the thread doing the tracking at the moment). */
 void _fil_lock(void);
 void _fil_unlock(void);
-void _fil_lock_set_owner(void);        /* bias on; the caller's run is the first counted */
+void _fil_lock_enable_bias(void);      /* the bias may be granted; the caller's run counts first */
 void _fil_lock_after_fork_child(void); /* in the child, after fork() took the lock */
 /* Forget all live allocations and the peak; new allocations are tracked from now on. */
 void _fil_track_init_once(void);  /* atfork handlers; from the library constructor */

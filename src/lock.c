@@ -138,7 +138,7 @@ void _fil_unlock(void) {
     spin_unlock();
 }
 
-void _fil_lock_set_owner(void) {
+void _fil_lock_enable_bias(void) {
     _fil_lock();
     fil_thread_t *me = _fil_thread_get();
     revoke();   /* an owner may be on its fast path: wait for it (we hold the spinlock) */

@@ -64,7 +64,7 @@ static PyObject *py_start(PyObject *self, PyObject *args) {
     _fil_pyalloc_install();
     _fil_tl_guard++;
     _fil_pystack_install(cut);
-    _fil_lock_set_owner();
+    _fil_lock_enable_bias();
     _fil_track_reset();
     _fil_oom_start();
     _fil_tracking = 1;

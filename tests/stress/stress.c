@@ -484,7 +484,7 @@ int main(int argc, char **argv) {
 
     if (_fil_callsite_init() != 0) { fprintf(stderr, "stress: callsite init failed\n"); return 2; }
     _fil_set_stack_provider(stack_provider);
-    _fil_lock_set_owner();   /* the biased lock, as the Python side turns it on */
+    _fil_lock_enable_bias();   /* the biased lock, as the Python side turns it on */
     _fil_track_reset();
 
     pthread_t monitor;
