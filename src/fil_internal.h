@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define FIL_ALWAYS_INLINE inline __attribute__((always_inline))
 #define FIL_LIKELY(x) __builtin_expect(!!(x), 1)
 #define FIL_NOINLINE __attribute__((noinline))
 #define FIL_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -241,6 +242,7 @@ typedef struct {
 } frame_cache_entry_t;
 typedef struct fil_thread_s {
     struct fil_thread_s *next_free;
+    unsigned long self;          /* pthread_self() of the thread it belongs to */
     callsite_t inherited;        /* for threads without Python: the stack that created them */
     uint32_t cache_depth;        /* entries valid in cache[], root first */
     uint32_t cache_rising;       /* cache[0, cache_rising) has rising frame addresses */
@@ -284,6 +286,27 @@ callsite_t _fil_current_callsite(void);
 /* lock.c: the tracking lock (biased towards the thread doing the tracking at the moment). */
 void _fil_lock(void);
 void _fil_unlock(void);
+/* The same lock for the hot path, its fast half inline: me is the caller's _fil_tl_thread (may be
+   NULL); returns whether the bias let it in, which fil_lock_leave needs back. */
+extern _Atomic(fil_thread_t *) _fil_lock_bias_for;
+void _fil_lock_slow(fil_thread_t *me);
+void _fil_unlock_slow(void);
+static inline int fil_lock_enter(fil_thread_t *me) {
+    if (FIL_LIKELY(me != NULL) &&
+        atomic_load_explicit(&_fil_lock_bias_for, memory_order_relaxed) == me) {
+        atomic_store_explicit(&me->lock_busy, 1, memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst);   /* the barrier is membarrier's job */
+        if (FIL_LIKELY(atomic_load_explicit(&_fil_lock_bias_for, memory_order_acquire) == me))
+            return 1;
+        atomic_store_explicit(&me->lock_busy, 0, memory_order_release);
+    }
+    _fil_lock_slow(me);
+    return 0;
+}
+static inline void fil_lock_leave(fil_thread_t *me, int fast) {
+    if (fast) atomic_store_explicit(&me->lock_busy, 0, memory_order_release);
+    else _fil_unlock_slow();
+}
 void _fil_lock_enable_bias(void);      /* the bias may be granted; the caller's run counts first */
 void _fil_lock_after_fork_child(void); /* in the child, after fork() took the lock */
 /* Forget all live allocations and the peak; new allocations are tracked from now on. */

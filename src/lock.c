@@ -5,7 +5,9 @@
  * 14% of a profiled allocation-heavy pure-Python run. Yet at any moment nearly all of them come
  * from one thread, the one holding the GIL. So the lock is biased: one thread, the owner, takes
  * it with plain stores, and every other thread takes an ordinary spinlock and revokes the bias
- * first. `bias_for` names the owner while the bias is on, and is NULL otherwise.
+ * first. `bias_for` (_fil_lock_bias_for) names the owner while the bias is on, and is NULL
+ * otherwise. The fast path is inline (fil_lock_enter/fil_lock_leave in fil_internal.h), so the
+ * hot hooks take the lock without a call; _fil_lock/_fil_unlock wrap it for everyone else.
  *
  * The owner's fast path:        me->lock_busy = 1; compiler barrier; if (bias_for == me) enter.
  * A non-owner taking the lock:  spinlock; old = bias_for; bias_for = NULL; membarrier();
@@ -46,7 +48,7 @@
 #endif
 
 static atomic_int spin;                      /* the spinlock */
-static _Atomic(fil_thread_t *) bias_for;     /* the owner while the bias is on, else NULL */
+_Atomic(fil_thread_t *) _fil_lock_bias_for;   /* bias_for */
 static int bias_supported;
 /* Under the spinlock: */
 static fil_thread_t *run_thread;             /* the thread of the current run of acquisitions */
@@ -54,7 +56,9 @@ static unsigned run_len;
 static unsigned quiet_needed = FIL_LOCK_QUIET_FIRST;
 static uint64_t turn_start_ns;               /* when the bias was last granted */
 
-static __thread fil_thread_t *tl_fast __attribute__((tls_model("initial-exec")));  /* holding via fast path */
+/* _fil_lock's caller, when it got in on the fast path (fil_lock_enter's callers keep that in a
+   local instead). */
+static __thread fil_thread_t *tl_fast __attribute__((tls_model("initial-exec")));
 
 #define LONG_TURN_NS 1000000u
 
@@ -81,9 +85,9 @@ static void spin_unlock(void) { atomic_store_explicit(&spin, 0, memory_order_rel
 /* Caller holds the spinlock. Afterwards the owner is not inside the critical section and will
    not enter it on the fast path. */
 static void revoke(void) {
-    fil_thread_t *o = atomic_load_explicit(&bias_for, memory_order_relaxed);
+    fil_thread_t *o = atomic_load_explicit(&_fil_lock_bias_for, memory_order_relaxed);
     if (!o) return;
-    atomic_store_explicit(&bias_for, NULL, memory_order_relaxed);
+    atomic_store_explicit(&_fil_lock_bias_for, NULL, memory_order_relaxed);
     prim_membarrier();
     while (atomic_load_explicit(&o->lock_busy, memory_order_acquire)) cpu_relax();
     if (prim_now_ns() - turn_start_ns < LONG_TURN_NS) {
@@ -107,35 +111,29 @@ static void count_run(fil_thread_t *me) {
     if (++run_len < quiet_needed) return;
     run_len = 0;
     turn_start_ns = prim_now_ns();
-    atomic_store_explicit(&bias_for, me, memory_order_release);
+    atomic_store_explicit(&_fil_lock_bias_for, me, memory_order_release);
 }
 
-void _fil_lock(void) {
-    fil_thread_t *me = _fil_tl_thread;
-    if (me && atomic_load_explicit(&bias_for, memory_order_relaxed) == me) {
-        atomic_store_explicit(&me->lock_busy, 1, memory_order_relaxed);
-        atomic_signal_fence(memory_order_seq_cst);   /* the barrier is membarrier's job */
-        if (FIL_LIKELY(atomic_load_explicit(&bias_for, memory_order_acquire) == me)) {
-            tl_fast = me;
-            return;
-        }
-        atomic_store_explicit(&me->lock_busy, 0, memory_order_release);
-    }
+/* The slow half of fil_lock_enter (fil_internal.h): the spinlock, for a thread without the bias. */
+void _fil_lock_slow(fil_thread_t *me) {
     spin_lock();
     revoke();   /* someone else's bias (or none: a no-op) */
     count_run(me);
 }
 
+/* Granted the bias in this very acquisition (count_run): leaving by the spinlock is right, the
+   fast path starts with the next one. */
+void _fil_unlock_slow(void) { spin_unlock(); }
+
+void _fil_lock(void) {
+    fil_thread_t *me = _fil_tl_thread;
+    if (fil_lock_enter(me)) tl_fast = me;
+}
+
 void _fil_unlock(void) {
     fil_thread_t *me = tl_fast;
-    if (me) {
-        tl_fast = NULL;
-        atomic_store_explicit(&me->lock_busy, 0, memory_order_release);
-        return;
-    }
-    /* Granted the bias in this very acquisition (count_run): leaving by the spinlock is right,
-       the fast path starts with the next one. */
-    spin_unlock();
+    if (me) tl_fast = NULL;
+    fil_lock_leave(me, me != NULL);
 }
 
 void _fil_lock_enable_bias(void) {
@@ -157,7 +155,7 @@ void _fil_lock_after_fork_child(void) {
     fil_thread_t *me = _fil_tl_thread;
     tl_fast = NULL;
     if (me) atomic_store_explicit(&me->lock_busy, 0, memory_order_relaxed);
-    atomic_store_explicit(&bias_for, NULL, memory_order_relaxed);
+    atomic_store_explicit(&_fil_lock_bias_for, NULL, memory_order_relaxed);
     run_thread = NULL;
     run_len = 0;
     spin_unlock();

@@ -168,35 +168,6 @@ static callsite_t native_fallback(fil_thread_t *ts) {
     return ts->fallback_node;
 }
 
-static callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate);
-
-/* The calling thread's thread state, or NULL. Most allocations come from the thread holding the
-   GIL, whose state the runtime keeps in one global: one load and a compare with pthread_self()
-   (what 3.11 stores as thread_id) instead of a thread-specific-data lookup. */
-static inline PyThreadState *own_tstate(void) {
-    PyThreadState *t = _PyThreadState_GET();
-    if (FIL_LIKELY(t && t->thread_id == (unsigned long)pthread_self())) return t;
-    /* Not the GIL holder (native code that released it, or another thread): the thread-specific
-       datum PyGILState_GetThisThreadState reads, without its two calls around it. */
-    struct _gilstate_runtime_state *g = &_PyRuntime.gilstate;
-    if (!g->autoInterpreterState || !g->autoTSSkey._is_initialized) return NULL;
-    return pthread_getspecific(g->autoTSSkey._key);
-}
-
-static callsite_t python_stack(fil_thread_t *ts) {
-    PyThreadState *tstate = own_tstate();
-    if (!tstate) {
-        /* A thread that only exists in C: charge the Python thread waiting on it, if just one. */
-        PyThreadState *waiter = _fil_pythreads_sole_waiter();
-        if (waiter) {
-            callsite_t cs = walk_frames(ts, waiter);
-            if (cs != CALLSITE_NO_PYTHON) return cs;
-        }
-        return native_fallback(ts);
-    }
-    return walk_frames(ts, tstate);
-}
-
 /* Intern cache entries [from, n) (root first), the parent of entry `from` being `node`. */
 static callsite_t intern_from(fil_thread_t *ts, uint32_t from, uint32_t n, callsite_t node) {
     for (uint32_t i = from; i < n; i++) {
@@ -261,60 +232,46 @@ static inline void fill_entry(frame_cache_entry_t *e, _PyInterpreterFrame *f) {
     e->lasti = (int32_t)_PyInterpreterFrame_LASTI(f);
 }
 
-/* The stack of tstate's frames, interned through ts's cache. tstate is the calling thread's own,
-   or a thread held in native code (pythreads.c) whose frames cannot change meanwhile.
+/* The calling thread's thread state, or NULL. Most allocations come from the thread holding the
+   GIL, whose state the runtime keeps in one global: one load and a compare of what 3.11 stores
+   as thread_id with pthread_self() (kept in ts) instead of a thread-specific-data lookup. */
+static inline PyThreadState *own_tstate(const fil_thread_t *ts) {
+    PyThreadState *t = _PyThreadState_GET();
+    if (FIL_LIKELY(t != NULL) && FIL_LIKELY(t->thread_id == ts->self)) return t;
+    /* Not the GIL holder (native code that released it, or another thread): the thread-specific
+       datum PyGILState_GetThisThreadState reads, without its two calls around it. */
+    struct _gilstate_runtime_state *g = &_PyRuntime.gilstate;
+    if (!g->autoInterpreterState || !g->autoTSSkey._is_initialized) return NULL;
+    return pthread_getspecific(g->autoTSSkey._key);
+}
 
-   Only pointers are read from frames: code objects are touched only when a frame position is
-   new (resolve()). A frame still being set up (creating its cells before its first
-   instruction, "incomplete" to CPython) is kept: its offset maps to its `def` line, which is
-   where those cells belong. A frame is compared with the cache by its instruction pointer
-   alone, which names both its code object and its offset. */
-static callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate) {
-    if (!tstate->cframe) return ts->inherited;
-    _PyInterpreterFrame *top = tstate->cframe->current_frame;
-    _PyInterpreterFrame *stop = tstate == cut_tstate ? cut_frame : NULL;
+/* The cached frames [changed, d) were found different (frames at the same addresses, chained
+   as cached): read them again and intern them. */
+static FIL_NOINLINE callsite_t refill_top(fil_thread_t *ts, _PyInterpreterFrame *top,
+                                          uint32_t changed, uint32_t d) {
     frame_cache_entry_t *c = ts->cache;
+    _PyInterpreterFrame *f = top;
+    for (uint32_t k = d; k-- > changed; f = f->previous) fill_entry(&c[k], f);
+    note_refill(ts, changed, d);
+    return intern_from(ts, changed, d, changed ? c[changed - 1].node : CALLSITE_NO_PYTHON);
+}
 
-    /* Fast paths, for a stack as deep as the cached one (measured: 99% of the walks in a pandas
-       job, whose stacks average 12 frames). Either finds the outermost frame that differs
-       from the cache, and only the frames above it are read again. */
+/* walk_frames when the fast check could not decide: the chain walked once. */
+static FIL_NOINLINE callsite_t walk_slow(fil_thread_t *ts, PyThreadState *tstate,
+                                         _PyInterpreterFrame *top, _PyInterpreterFrame *stop) {
+    frame_cache_entry_t *c = ts->cache;
     uint32_t d = ts->cache_depth;
+    /* 2. A stack as deep as the cached one: one walk down the chain, compared as it goes. */
     if (d && ts->cache_base == CALLSITE_NO_PYTHON) {
-        uint32_t changed = d;   /* root-first index of the outermost difference; d: none */
-        int same_chain = 0;
-        /* 1. Frames at the cached addresses, all inside the data-stack chunk in use (so mapped
-           whatever happened since): check the chain link by link from the cache, loads that
-           do not wait on one another, instead of chasing `previous` pointers one miss at a
-           time. (A generator's frame lives in the generator object, outside the chunk.) When
-           the cached addresses rise from root to top, as frames pushed on one chunk do, the
-           two ends lying in the chunk put all of them there. */
-        if (c[d - 1].frame == (const void *)top) {
-            uintptr_t lo = (uintptr_t)tstate->datastack_chunk;
-            uintptr_t span = (uintptr_t)tstate->datastack_top - lo;
-            int inside = ts->cache_rising >= d
-                             ? (uintptr_t)c[0].frame - lo < span && (uintptr_t)top - lo < span
-                             : all_inside(c, d, lo, span);
-            same_chain = inside && same_links(c, d, stop, &changed);
-        }
-        /* 2. Otherwise one walk down the chain, compared as it goes. */
-        if (!same_chain) {
-            uint32_t i = 0;
-            _PyInterpreterFrame *f = top;
-            changed = d;
-            for (; f && f != stop && i < d; f = f->previous, i++)
-                if (c[d - 1 - i].instr != (const void *)f->prev_instr) changed = d - 1 - i;
-            same_chain = i == d && (!f || f == stop);
-        }
-        if (same_chain) {
-            if (changed == d) return c[d - 1].node;
-            _PyInterpreterFrame *f = top;
-            for (uint32_t k = d; k-- > changed; f = f->previous) fill_entry(&c[k], f);
-            note_refill(ts, changed, d);
-            return intern_from(ts, changed, d, changed ? c[changed - 1].node : CALLSITE_NO_PYTHON);
-        }
+        uint32_t i = 0, changed = d;
+        _PyInterpreterFrame *f = top;
+        for (; f && f != stop && i < d; f = f->previous, i++)
+            if (c[d - 1 - i].instr != (const void *)f->prev_instr) changed = d - 1 - i;
+        if (i == d && (!f || f == stop))
+            return changed == d ? c[d - 1].node : refill_top(ts, top, changed, d);
     }
 
-    /* Any other depth: the whole stack into scratch (innermost first), then compared with the
+    /* 3. Any other depth: the whole stack into scratch (innermost first), then compared with the
        cache from the root. */
     frame_cache_entry_t *sc = ts->scratch;
     uint32_t n = 0;
@@ -324,7 +281,7 @@ static callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate) {
         fill_entry(&sc[n], f);
         n++;
     }
-    if (n == 0) return tstate == own_tstate() ? ts->inherited : CALLSITE_NO_PYTHON;
+    if (n == 0) return tstate == own_tstate(ts) ? ts->inherited : CALLSITE_NO_PYTHON;
     callsite_t base = truncated ? _fil_callsite_truncated_root() : CALLSITE_NO_PYTHON;
 
     /* The cached stack (root first) agrees with this one up to first_changed. */
@@ -339,6 +296,60 @@ static callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate) {
     ts->cache_depth = n;
     ts->cache_base = base;
     return intern_from(ts, first_changed, n, first_changed ? c[first_changed - 1].node : base);
+}
+
+/* The stack of tstate's frames, interned through ts's cache. tstate is the calling thread's own,
+   or a thread held in native code (pythreads.c) whose frames cannot change meanwhile.
+
+   Only pointers are read from frames: code objects are touched only when a frame position is
+   new (resolve()). A frame still being set up (creating its cells before its first
+   instruction, "incomplete" to CPython) is kept: its offset maps to its `def` line, which is
+   where those cells belong. A frame is compared with the cache by its instruction pointer
+   alone, which names both its code object and its offset.
+
+   The first check is inline in the hook path, for a stack as deep as the cached one (measured:
+   99% of the walks in a pandas job, whose stacks average 12 frames). It, or the walk in
+   walk_slow, finds the outermost frame that differs from the cache, and only the frames above
+   it are read again. */
+static FIL_ALWAYS_INLINE callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate) {
+    if (FIL_UNLIKELY(!tstate->cframe)) return ts->inherited;
+    _PyInterpreterFrame *top = tstate->cframe->current_frame;
+    _PyInterpreterFrame *stop = tstate == cut_tstate ? cut_frame : NULL;
+    frame_cache_entry_t *c = ts->cache;
+    uint32_t d = ts->cache_depth;
+    /* 1. Frames at the cached addresses, all inside the data-stack chunk in use (so mapped
+       whatever happened since): check the chain link by link from the cache, loads that do not
+       wait on one another, instead of chasing `previous` pointers one miss at a time. (A
+       generator's frame lives in the generator object, outside the chunk.) When the cached
+       addresses rise from root to top, as frames pushed on one chunk do, the two ends lying in
+       the chunk put all of them there. */
+    if (FIL_LIKELY(d != 0) && FIL_LIKELY(ts->cache_base == CALLSITE_NO_PYTHON) &&
+        FIL_LIKELY(c[d - 1].frame == (const void *)top)) {
+        uintptr_t lo = (uintptr_t)tstate->datastack_chunk;
+        uintptr_t span = (uintptr_t)tstate->datastack_top - lo;
+        int inside = FIL_LIKELY(ts->cache_rising >= d)
+                         ? (uintptr_t)c[0].frame - lo < span && (uintptr_t)top - lo < span
+                         : all_inside(c, d, lo, span);
+        uint32_t changed;
+        if (FIL_LIKELY(inside) && FIL_LIKELY(same_links(c, d, stop, &changed)))
+            return FIL_LIKELY(changed == d) ? c[d - 1].node : refill_top(ts, top, changed, d);
+    }
+    return walk_slow(ts, tstate, top, stop);
+}
+
+/* A thread that only exists in C: charged to the Python thread waiting on it, if just one. */
+static FIL_NOINLINE callsite_t native_stack(fil_thread_t *ts) {
+    PyThreadState *waiter = _fil_pythreads_sole_waiter();
+    if (waiter) {
+        callsite_t cs = walk_frames(ts, waiter);
+        if (cs != CALLSITE_NO_PYTHON) return cs;
+    }
+    return native_fallback(ts);
+}
+
+static callsite_t python_stack(fil_thread_t *ts) {
+    PyThreadState *tstate = own_tstate(ts);
+    return FIL_LIKELY(tstate != NULL) ? walk_frames(ts, tstate) : native_stack(ts);
 }
 
 int _fil_pystack_set_hidden(const char *const *files, int count) {

@@ -67,6 +67,7 @@ fil_thread_t *_fil_thread_get(void) {
         if (!t) return NULL;
     }
     t->next_free = NULL;
+    t->self = (unsigned long)pthread_self();
     t->inherited = CALLSITE_NO_PYTHON;
     t->cache_depth = 0;
     t->cache_rising = 0;
@@ -112,17 +113,18 @@ static void on_range_removed(void *ctx, callsite_t cs, uint64_t bytes) {
     _fil_peak_sub(&peak, cs, bytes);
 }
 
-static void add_locked(void *p, size_t size, callsite_t cs) {
+/* Every case but the common one (below): a block too big or a callsite too high for a side
+   entry, a region without a side table, a stale entry, the peak arrays to grow. */
+static FIL_NOINLINE void add_slow(void *p, size_t size, callsite_t cs) {
     if (ensure_peak_slot(cs) < 0) return;
     uint32_t *e = _fil_small_entry((uintptr_t)p);
     int fits = size <= SMALL_MAX_SIZE && cs <= SMALL_MAX_CALLSITE;
-    if (FIL_UNLIKELY(!e) && fits) e = _fil_small_adopt((uintptr_t)p);   /* a heap region grown dense */
-    if (e && FIL_LIKELY(fits)) {
+    if (!e && fits) e = _fil_small_adopt((uintptr_t)p);   /* a heap region grown dense */
+    if (e && fits) {
         uint32_t old = *e;
         *e = fil_small_pack(cs, size);
         /* Present already: its free went by unseen (e.g. from a signal handler inside a hook). */
-        if (FIL_UNLIKELY(old))
-            _fil_peak_sub(&peak, fil_small_cs(old), fil_small_size(old));
+        if (old) _fil_peak_sub(&peak, fil_small_cs(old), fil_small_size(old));
         _fil_peak_add(&peak, cs, size);
         return;
     }
@@ -146,24 +148,40 @@ static void add_locked(void *p, size_t size, callsite_t cs) {
     _fil_peak_add(&peak, cs, size);
 }
 
-/* Forget p; 1 and what it was if it was tracked. */
-static int remove_locked(void *p, uint64_t *size, callsite_t *cs) {
+/* The common case inline: a small block with an empty side entry. */
+static inline void add_locked(void *p, size_t size, callsite_t cs) {
     uint32_t *e = _fil_small_entry((uintptr_t)p);
-    if (e) {
-        uint32_t v = *e;
-        if (FIL_LIKELY(v)) {
-            *e = 0;
-            *size = fil_small_size(v);
-            *cs = fil_small_cs(v);
-            _fil_peak_sub(&peak, *cs, *size);
-            return 1;
-        }
-        if (!_fil_small_spilled((uintptr_t)p)) return 0;
+    if (FIL_LIKELY(e != NULL) && FIL_LIKELY(size <= SMALL_MAX_SIZE) &&
+        FIL_LIKELY(cs < peak.capacity) && cs <= SMALL_MAX_CALLSITE && FIL_LIKELY(*e == 0)) {
+        *e = fil_small_pack(cs, size);
+        _fil_peak_add(&peak, cs, size);
+        return;
     }
+    add_slow(p, size, cs);
+}
+
+static FIL_NOINLINE int remove_slow(void *p, uint32_t *e, uint64_t *size, callsite_t *cs) {
+    if (e && !_fil_small_spilled((uintptr_t)p)) return 0;
     if (!_fil_alloc_table_remove(&heap, (uintptr_t)p, size, cs)) return 0;
     _fil_small_spill((uintptr_t)p, -1);
     _fil_peak_sub(&peak, *cs, *size);
     return 1;
+}
+
+/* Forget p; 1 and what it was if it was tracked. */
+static inline int remove_locked(void *p, uint64_t *size, callsite_t *cs) {
+    uint32_t *e = _fil_small_entry((uintptr_t)p);
+    uint32_t v;
+    if (FIL_LIKELY(e != NULL) && FIL_LIKELY((v = *e) != 0)) {
+        *e = 0;
+        uint32_t sz = fil_small_size(v);
+        callsite_t c = fil_small_cs(v);
+        *size = sz;
+        *cs = c;
+        _fil_peak_sub(&peak, c, sz);
+        return 1;
+    }
+    return remove_slow(p, e, size, cs);
 }
 
 void _fil_track_alloc(void *p, size_t size) {
@@ -171,33 +189,37 @@ void _fil_track_alloc(void *p, size_t size) {
        taken (Python's lists give their storage back this way each time they empty). A later
        realloc or free of it finds nothing, as for any block never seen. */
     if (FIL_UNLIKELY(size == 0)) return;
-    _fil_lock();
+    fil_thread_t *me = _fil_tl_thread;
+    int fast = fil_lock_enter(me);
     add_locked(p, size, current_callsite_locked());
     /* oom.c's early check: one subtraction and compare here, the /proc reads only rarely. */
     int oom_due = (_fil_oom_countdown -= (int64_t)size) < 0;
-    _fil_unlock();
+    fil_lock_leave(me, fast);
     if (FIL_UNLIKELY(oom_due)) _fil_oom_poll();
 }
 
 void _fil_track_free(void *p) {
     uint64_t size;
     callsite_t cs;
-    _fil_lock();
+    fil_thread_t *me = _fil_tl_thread;
+    int fast = fil_lock_enter(me);
     remove_locked(p, &size, &cs);
-    _fil_unlock();
+    fil_lock_leave(me, fast);
 }
 
 int _fil_track_take(void *p, uint64_t *size, callsite_t *cs) {
-    _fil_lock();
+    fil_thread_t *me = _fil_tl_thread;
+    int fast = fil_lock_enter(me);
     int found = remove_locked(p, size, cs);
-    _fil_unlock();
+    fil_lock_leave(me, fast);
     return found;
 }
 
 void _fil_track_put(void *p, uint64_t size, callsite_t cs) {
-    _fil_lock();
+    fil_thread_t *me = _fil_tl_thread;
+    int fast = fil_lock_enter(me);
     add_locked(p, size, cs);
-    _fil_unlock();
+    fil_lock_leave(me, fast);
 }
 
 void _fil_track_realloc(void *old, void *p, size_t size, int found, uint64_t old_size,
