@@ -234,8 +234,10 @@ int _fil_prof_write(const char *path, const uint64_t *bytes, uint32_t ncallsites
 /* Per-thread state; owned by its thread, found through a thread-local pointer. */
 #define FIL_MAX_FRAMES 256
 typedef struct {
-    const void *frame;   /* where the interpreter frame was */
+    /* The two words the frame holds side by side, in this order, checked as one pair: */
+    const void *below;   /* its link to the frame below */
     const void *instr;   /* its current instruction: names code and offset in one word */
+    const void *frame;   /* where the interpreter frame was */
     const void *code;
     int32_t lasti;
     callsite_t node;

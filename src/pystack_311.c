@@ -194,24 +194,38 @@ static inline void note_refill(fil_thread_t *ts, uint32_t from, uint32_t n) {
     ts->cache_rising = k;
 }
 
+/* A frame's link to its caller and its instruction pointer lie side by side, as `below` and
+   `instr` do in a cache entry: one 16-byte load from each compares both. */
+_Static_assert(offsetof(_PyInterpreterFrame, prev_instr) ==
+                   offsetof(_PyInterpreterFrame, previous) + sizeof(void *),
+               "previous and prev_instr adjacent");
+_Static_assert(offsetof(frame_cache_entry_t, instr) ==
+                   offsetof(frame_cache_entry_t, below) + sizeof(void *),
+               "below and instr adjacent");
+typedef uintptr_t word_pair_t __attribute__((vector_size(2 * sizeof(uintptr_t))));
+static inline word_pair_t load_pair(const void *p) {
+    word_pair_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
 /* Whether cached frames [0, d) are still linked as cached: each frame's link and instruction
    read, every frame known to lie inside the data-stack chunk in use. Nearly every allocation
    makes this check (a C function allocating over and over under an unchanged stack), so its
    loop only gathers differences; *changed (the outermost frame whose instruction differs from
-   the cache, d: none) is looked for afterwards, and only when there is one. */
+   the cache, d: none) is looked for afterwards, and only when there is one. Each entry's
+   `below` is the link its frame had when read: the frame under it in the cache, or for the
+   outermost the stop frame (NULL: none) of that time. */
 static inline int same_links(const frame_cache_entry_t *c, uint32_t d, const void *stop,
                              uint32_t *changed) {
-    const void *below = stop;
-    uintptr_t links = 0, instrs = 0;
-    for (uint32_t k = 0; k < d; k++) {
-        const _PyInterpreterFrame *f = c[k].frame;
-        links |= (uintptr_t)f->previous ^ (uintptr_t)below;
-        instrs |= (uintptr_t)f->prev_instr ^ (uintptr_t)c[k].instr;
-        below = f;
-    }
-    if (links != 0) return 0;
+    if (c[0].below != stop) return 0;   /* the cut moved */
+    word_pair_t diff = {0, 0};
+    for (uint32_t k = 0; k < d; k++)
+        diff |= load_pair(&c[k].below) ^
+                load_pair((const char *)c[k].frame + offsetof(_PyInterpreterFrame, previous));
+    if (diff[0] != 0) return 0;
     uint32_t k = d;
-    if (instrs != 0)
+    if (diff[1] != 0)
         for (k = 0; ((const _PyInterpreterFrame *)c[k].frame)->prev_instr == c[k].instr; k++) {}
     *changed = k;
     return 1;
@@ -226,6 +240,7 @@ static inline int all_inside(const frame_cache_entry_t *c, uint32_t d, uintptr_t
 }
 
 static inline void fill_entry(frame_cache_entry_t *e, _PyInterpreterFrame *f) {
+    e->below = f->previous;
     e->frame = f;
     e->instr = f->prev_instr;
     e->code = f->f_code;
