@@ -245,6 +245,9 @@ typedef struct {
 typedef struct fil_thread_s {
     struct fil_thread_s *next_free;
     unsigned long self;          /* pthread_self() of the thread it belongs to */
+    /* pythreads.c: the interpreter's state of this thread while the thread has released it
+       (PyEval_SaveThread to PyEval_RestoreThread, both seen), else NULL */
+    void *released;
     callsite_t inherited;        /* for threads without Python: the stack that created them */
     uint32_t cache_depth;        /* entries valid in cache[], root first */
     uint32_t cache_rising;       /* cache[0, cache_rising) has rising frame addresses */

@@ -253,6 +253,8 @@ static inline void fill_entry(frame_cache_entry_t *e, _PyInterpreterFrame *f) {
 static inline PyThreadState *own_tstate(const fil_thread_t *ts) {
     PyThreadState *t = _PyThreadState_GET();
     if (FIL_LIKELY(t != NULL) && FIL_LIKELY(t->thread_id == ts->self)) return t;
+    /* Native code that released the GIL through PyEval_SaveThread (pythreads.c). */
+    if (ts->released) return ts->released;
     /* Not the GIL holder (native code that released it, or another thread): the thread-specific
        datum PyGILState_GetThisThreadState reads, without its two calls around it. */
     struct _gilstate_runtime_state *g = &_PyRuntime.gilstate;

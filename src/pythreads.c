@@ -14,6 +14,10 @@
  * Stacks are taken under the same lock, so while a native thread walks the waiting thread's
  * frames, that thread cannot resume running Python and change them.
  *
+ * The releasing thread also notes its own state in its fil_thread_t until it takes it back, so its
+ * allocations meanwhile find their Python stack without a thread-specific-data lookup
+ * (pystack_311.c).
+ *
  * Whether GIL releases inside libpython itself (time.sleep, file reads) are seen depends on how
  * it was built: with -fno-semantic-interposition they bind directly and are not. Either way is
  * right: such a thread is waiting in native code all the same.
@@ -53,6 +57,8 @@ __attribute__((visibility("default"))) PyThreadState *PyEval_SaveThread(void) {
         _fil_lock();
         if (nreleased < MAX_RELEASED) released[nreleased++] = ts;
         else overflowed = 1;
+        fil_thread_t *me = _fil_thread_get();
+        if (me) me->released = ts;
         _fil_unlock();
         _fil_tl_guard--;
     }
@@ -62,6 +68,8 @@ __attribute__((visibility("default"))) PyThreadState *PyEval_SaveThread(void) {
 __attribute__((visibility("default"))) void PyEval_RestoreThread(PyThreadState *ts) {
     if (FIL_UNLIKELY(!real_restore)) resolve();
     /* Always leave the set, tracking or not: a stale entry would point at a running thread. */
+    fil_thread_t *me = _fil_tl_thread;
+    if (me) me->released = NULL;
     if (nreleased) {
         _fil_tl_guard++;
         _fil_lock();

@@ -68,6 +68,7 @@ fil_thread_t *_fil_thread_get(void) {
     }
     t->next_free = NULL;
     t->self = (unsigned long)pthread_self();
+    t->released = NULL;
     t->inherited = CALLSITE_NO_PYTHON;
     t->cache_depth = 0;
     t->cache_rising = 0;
