@@ -9,6 +9,12 @@
  * tables (callsite.c), the arena (arena.c) and `free_threads`. The guard and `_fil_tl_thread` are
  * per-thread. `_fil_tracking` is read without the lock: a hook that races with start/stop
  * either records an allocation or not, and a free of an unrecorded pointer is a no-op.
+ *
+ * The entry points hold the hot path in few calls: the lock's biased half (fil_lock_enter) and
+ * the update of a small block's side entry are inline there, as the check of an unchanged stack
+ * is in the stack provider (one indirect call); every rarer case is a call out of line
+ * (add_slow, remove_slow, the spinlock), so the common case pays for no register saves it does
+ * not need.
  */
 #include "fil_internal.h"
 #include "oom.h"
