@@ -10,11 +10,12 @@
  * per-thread. `_fil_tracking` is read without the lock: a hook that races with start/stop
  * either records an allocation or not, and a free of an unrecorded pointer is a no-op.
  *
- * The entry points hold the hot path in few calls: the lock's biased half (fil_lock_enter) and
- * the update of a small block's side entry are inline there, as the check of an unchanged stack
- * is in the stack provider (one indirect call); every rarer case is a call out of line
- * (add_slow, remove_slow, the spinlock), so the common case pays for no register saves it does
- * not need.
+ * The hot path makes few calls: _fil_track_alloc and _fil_track_free are inlined into the hooks
+ * (always_inline; link-time optimization carries them across files), the lock's biased half
+ * (fil_lock_enter) and the update of a small block's side entry are inline in them, and the
+ * check of an unchanged stack is inline in the stack provider (one indirect call). Every rarer
+ * case is a call out of line (add_slow, remove_slow, the spinlock), so the common case pays for
+ * no register saves it does not need.
  */
 #include "fil_internal.h"
 #include "oom.h"
@@ -191,7 +192,7 @@ static inline int remove_locked(void *p, uint64_t *size, callsite_t *cs) {
     return remove_slow(p, e, size, cs);
 }
 
-void _fil_track_alloc(void *p, size_t size) {
+FIL_ALWAYS_INLINE void _fil_track_alloc(void *p, size_t size) {
     /* A block of no bytes changes no total and no callsite's share: not recorded, and no stack
        taken (Python's lists give their storage back this way each time they empty). A later
        realloc or free of it finds nothing, as for any block never seen. */
@@ -205,7 +206,7 @@ void _fil_track_alloc(void *p, size_t size) {
     if (FIL_UNLIKELY(oom_due)) _fil_oom_poll();
 }
 
-void _fil_track_free(void *p) {
+FIL_ALWAYS_INLINE void _fil_track_free(void *p) {
     uint64_t size;
     callsite_t cs;
     fil_thread_t *me = _fil_tl_thread;
