@@ -137,9 +137,11 @@ void _fil_unlock(void) {
 }
 
 void _fil_lock_enable_bias(void) {
-    _fil_lock();
+    /* The spinlock itself, not _fil_lock(): the caller may hold the bias from an earlier tracking
+       session, and revoke() waits for the owner to leave a fast path it would then be inside. */
+    spin_lock();
+    revoke();   /* an owner may be on its fast path: wait for it */
     fil_thread_t *me = _fil_thread_get();
-    revoke();   /* an owner may be on its fast path: wait for it (we hold the spinlock) */
 #if defined(__SANITIZE_THREAD__)
     bias_supported = 0;
 #else
@@ -147,7 +149,7 @@ void _fil_lock_enable_bias(void) {
 #endif
     run_thread = me;   /* the first run to count is the caller's */
     run_len = 0;
-    _fil_unlock();
+    spin_unlock();
 }
 
 void _fil_lock_after_fork_child(void) {

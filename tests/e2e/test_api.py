@@ -120,6 +120,37 @@ def test_each_call_reports_only_itself(tmp_path):
     assert total(two) < 11 * MiB, "the first call's array is not the second's: " + describe(two)
 
 
+AGAIN_AFTER_MANY = """\
+import sys
+from filprofiler.api import profile
+
+def many():
+    # Far more allocations in a row than the lock needs to bias itself towards this thread, so
+    # the next call starts tracking while this thread holds the bias.
+    return [str(i) for i in range(200_000)]   # @many
+
+def block():
+    return len(bytearray(12 * 1024 * 1024))  # @block
+
+kept = profile(many, sys.argv[1])
+print(profile(block, sys.argv[2]))
+print(profile(block, sys.argv[3]))
+"""
+
+
+def test_profiling_again_after_many_allocations(tmp_path):
+    """Each start of tracking resets the lock's bias, which the starting thread may hold itself."""
+    dirs = [str(tmp_path / name) for name in ("one", "two", "three")]
+    proc = fil_python(tmp_path, AGAIN_AFTER_MANY, *dirs)
+    assert proc.stdout == "12582912\n12582912\n"
+    one = report(dirs[0])
+    assert bytes_at(one, "script.py:%d" % line_of(AGAIN_AFTER_MANY, "many")) > 10 * MiB, describe(one)
+    for d in dirs[1:]:
+        prof = report(d)
+        assert_close(bytes_at(prof, "script.py:%d" % line_of(AGAIN_AFTER_MANY, "block")), 12 * MiB,
+                     rel=0.01, what=describe(prof))
+
+
 OUTSIDE = """\
 import sys
 import filprofiler.api
