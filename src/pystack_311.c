@@ -255,8 +255,8 @@ static inline PyThreadState *own_tstate(const fil_thread_t *ts) {
     if (FIL_LIKELY(t != NULL) && FIL_LIKELY(t->thread_id == ts->self)) return t;
     /* Native code that released the GIL through PyEval_SaveThread (pythreads.c). */
     if (ts->released) return ts->released;
-    /* Not the GIL holder (native code that released it, or another thread): the thread-specific
-       datum PyGILState_GetThisThreadState reads, without its two calls around it. */
+    /* Otherwise (a GIL release the hook did not see, or a thread without Python): the
+       thread-specific datum PyGILState_GetThisThreadState reads, without its two calls around it. */
     struct _gilstate_runtime_state *g = &_PyRuntime.gilstate;
     if (!g->autoInterpreterState || !g->autoTSSkey._is_initialized) return NULL;
     return pthread_getspecific(g->autoTSSkey._key);

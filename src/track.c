@@ -10,12 +10,12 @@
  * per-thread. `_fil_tracking` is read without the lock: a hook that races with start/stop
  * either records an allocation or not, and a free of an unrecorded pointer is a no-op.
  *
- * The hot path makes few calls: _fil_track_alloc and _fil_track_free are inlined into the hooks
- * (always_inline; link-time optimization carries them across files), the lock's biased half
- * (fil_lock_enter) and the update of a small block's side entry are inline in them, and the
- * check of an unchanged stack is inline in the stack provider (one indirect call). Every rarer
- * case is a call out of line (add_slow, remove_slow, the spinlock), so the common case pays for
- * no register saves it does not need.
+ * The hot path makes few calls: _fil_track_alloc, _fil_track_free and _fil_track_take are
+ * inlined into the hooks (always_inline; link-time optimization carries them across files), the
+ * lock's biased half (fil_lock_enter) and the update of a small block's side entry are inline in
+ * them, and the check of an unchanged stack is inline in the stack provider (one indirect call).
+ * Every rarer case is a call out of line (add_slow, remove_slow, the spinlock), so the common
+ * case pays for no register saves it does not need.
  */
 #include "fil_internal.h"
 #include "oom.h"
@@ -206,21 +206,18 @@ FIL_ALWAYS_INLINE void _fil_track_alloc(void *p, size_t size) {
     if (FIL_UNLIKELY(oom_due)) _fil_oom_poll();
 }
 
-FIL_ALWAYS_INLINE void _fil_track_free(void *p) {
-    uint64_t size;
-    callsite_t cs;
-    fil_thread_t *me = _fil_tl_thread;
-    int fast = fil_lock_enter(me);
-    remove_locked(p, &size, &cs);
-    fil_lock_leave(me, fast);
-}
-
-int _fil_track_take(void *p, uint64_t *size, callsite_t *cs) {
+FIL_ALWAYS_INLINE int _fil_track_take(void *p, uint64_t *size, callsite_t *cs) {
     fil_thread_t *me = _fil_tl_thread;
     int fast = fil_lock_enter(me);
     int found = remove_locked(p, size, cs);
     fil_lock_leave(me, fast);
     return found;
+}
+
+FIL_ALWAYS_INLINE void _fil_track_free(void *p) {
+    uint64_t size;
+    callsite_t cs;
+    _fil_track_take(p, &size, &cs);
 }
 
 void _fil_track_put(void *p, uint64_t size, callsite_t cs) {
