@@ -329,12 +329,17 @@ def test_malloc_in_tls_destructors(run_fil, tmp_path):
     are in the report."""
     lib = compile_c(tmp_path, TLS_LIB)
     script = textwrap.dedent("""\
-        import ctypes, sys, threading
+        import ctypes, sys, threading, time
         lib = ctypes.CDLL(sys.argv[1])
         assert lib.tls_native_threads(8) == 0  # @native
         threads = [threading.Thread(target=lib.tls_touch) for _ in range(8)]
         for t in threads: t.start()
         for t in threads: t.join()
+        # join() returns once Python is done with a thread; its OS thread runs the TLS
+        # destructors after that, so wait for them (a hang still fails after 30 s).
+        deadline = time.monotonic() + 30
+        while lib.tls_leaked() < 16 and time.monotonic() < deadline:
+            time.sleep(0.01)
         print(lib.tls_leaked(), flush=True)
         """)
     proc, report, prof = run_fil(script, lib)
