@@ -87,14 +87,25 @@ static inline fil_small_leaf_t **fil_small_leaf_slot(uintptr_t p) {
 static inline size_t fil_small_region_index(uintptr_t p) {
     return (p >> SMALL_REGION_BITS) & ((1u << SMALL_LEAF_BITS) - 1);
 }
+/* In front of the directory, a direct-mapped cache of region number -> side table (NULL: none,
+   cached too), so that the lookup of every allocation and free is one load and a compare rather
+   than two dependent loads. small_map.c writes a region's slot whenever the region's side table
+   changes; the slot of region 0, which is never mapped, starts out right. */
+#define SMALL_RC_BITS 9
+typedef struct {
+    uintptr_t region;
+    uint32_t *side;
+} fil_small_rc_t;
+extern fil_small_rc_t _fil_small_rc[1u << SMALL_RC_BITS];
+/* The side table of p's region from the directory, entered in the cache. */
+uint32_t *_fil_small_side_miss(uintptr_t p);
 /* The entry for a block at p, or NULL when p's region has no side table. */
 static inline uint32_t *_fil_small_entry(uintptr_t p) {
-    if (FIL_UNLIKELY(p >> SMALL_ADDR_BITS)) return NULL;
-    fil_small_leaf_t *leaf = *fil_small_leaf_slot(p);
-    if (!leaf) return NULL;
-    uint32_t *side = leaf->side[fil_small_region_index(p)];
+    uintptr_t region = p >> SMALL_REGION_BITS;
+    const fil_small_rc_t *c = &_fil_small_rc[region & ((1u << SMALL_RC_BITS) - 1)];
+    uint32_t *side = FIL_LIKELY(c->region == region) ? c->side : _fil_small_side_miss(p);
     if (!side) return NULL;
-    uintptr_t base = p & ~(((uintptr_t)1 << SMALL_REGION_BITS) - 1);
+    uintptr_t base = region << SMALL_REGION_BITS;
     if (p - base >= (uintptr_t)side - base || (p & 15)) return NULL;
     return side + ((p - base) >> 4);
 }
@@ -190,10 +201,9 @@ callsite_t _fil_callsite_truncated_root(void);  /* parent of stacks too deep to 
 typedef struct {
     uint64_t live_total;     /* tracked bytes alive now */
     uint64_t peak_total;     /* the high-water mark of live_total */
-    uint64_t *live;          /* per callsite */
+    uint64_t *live;          /* per callsite, with PEAK_DIRTY: on the dirty list */
     uint64_t *snap;          /* per callsite, at the peak (once settled) */
     uint32_t *dirty;         /* callsites whose live differs from snap */
-    uint8_t *is_dirty;
     uint32_t dirty_count;
     uint32_t capacity;       /* entries in each per-callsite array */
     bool at_peak;            /* live is the peak state and snap not yet updated */
@@ -202,16 +212,23 @@ int _fil_peak_reserve(peak_t *p, uint32_t ncallsites);
 /* Bring snap up to date if the current state is the peak. Call before reading snap. */
 void _fil_peak_settle(peak_t *p);
 void _fil_peak_clear(peak_t *p);
+/* A callsite's dirty mark is the top bit of its live bytes, so that the one word an event
+   updates also says whether the callsite is on the dirty list. */
+#define PEAK_DIRTY ((uint64_t)1 << 63)
+#define PEAK_BYTES (~PEAK_DIRTY)
+static inline uint64_t fil_peak_live(const peak_t *p, callsite_t cs) {
+    return p->live[cs] & PEAK_BYTES;
+}
 /* Every tracked allocation and free calls one of these two: inline. */
-static inline void fil_peak_mark_dirty(peak_t *p, callsite_t cs) {
-    if (!p->is_dirty[cs]) {
-        p->is_dirty[cs] = 1;
+static inline uint64_t fil_peak_mark_dirty(peak_t *p, callsite_t cs, uint64_t live) {
+    if (FIL_UNLIKELY(!(live & PEAK_DIRTY))) {
         p->dirty[p->dirty_count++] = cs;
+        live |= PEAK_DIRTY;
     }
+    return live;
 }
 static inline void _fil_peak_add(peak_t *p, callsite_t cs, uint64_t bytes) {
-    p->live[cs] += bytes;
-    fil_peak_mark_dirty(p, cs);
+    p->live[cs] = fil_peak_mark_dirty(p, cs, p->live[cs]) + bytes;
     p->live_total += bytes;
     if (p->live_total > p->peak_total) {
         p->peak_total = p->live_total;
@@ -221,14 +238,14 @@ static inline void _fil_peak_add(peak_t *p, callsite_t cs, uint64_t bytes) {
 static inline void _fil_peak_sub(peak_t *p, callsite_t cs, uint64_t bytes) {
     if (bytes == 0) return;
     if (p->at_peak) _fil_peak_settle(p);
-    p->live[cs] -= bytes;
-    fil_peak_mark_dirty(p, cs);
+    p->live[cs] = fil_peak_mark_dirty(p, cs, p->live[cs]) - bytes;
     p->live_total -= bytes;
 }
 
 /* ---- prof_write.c: the collapsed-stacks file ---- */
-/* Write one line per callsite with bytes[cs] > 0, frames from the root. Returns 0 or -1 (errno). */
-int _fil_prof_write(const char *path, const uint64_t *bytes, uint32_t ncallsites);
+/* Write one line per callsite with bytes[cs] & mask > 0, frames from the root. Returns 0 or -1
+   (errno). */
+int _fil_prof_write(const char *path, const uint64_t *bytes, uint64_t mask, uint32_t ncallsites);
 
 /* ---- track.c: the engine behind the hooks ---- */
 /* Per-thread state; owned by its thread, found through a thread-local pointer. */
@@ -248,6 +265,13 @@ typedef struct fil_thread_s {
     /* pythreads.c: the interpreter's state of this thread while the thread has released it
        (PyEval_SaveThread to PyEval_RestoreThread, both seen), else NULL */
     void *released;
+    /* pystack_311.c: its stack while released, which cannot change meanwhile, taken when its
+       top frame was released_top at released_instr; kept while released_epoch equals the stack
+       provider's epoch (0: not taken yet) */
+    const void *released_top;
+    const void *released_instr;
+    callsite_t released_cs;
+    uint32_t released_epoch;
     callsite_t inherited;        /* for threads without Python: the stack that created them */
     uint32_t cache_depth;        /* entries valid in cache[], root first */
     uint32_t cache_rising;       /* cache[0, cache_rising) has rising frame addresses */

@@ -7,7 +7,8 @@
  *
  * Instead:
  *   - live[cs] is updated on every allocation and free, and cs is put on a dirty list the first
- *     time it changes after snap[] was last brought up to date (one bit + one array slot).
+ *     time it changes after snap[] was last brought up to date (one array slot, and the top bit
+ *     of live[cs] as its mark: the word the event updates anyway).
  *   - When an allocation takes live_total above peak_total, the peak moves and `at_peak` says the
  *     current state IS the peak state; nothing is copied.
  *   - Only when memory is about to go down from a peak state (the first free after at_peak, or a
@@ -17,7 +18,7 @@
  * state at the peak. Each settle costs the number of callsites changed since the last one, and
  * every change puts at most one entry on the list, so the total cost over a run is bounded by
  * the number of allocation events: O(1) amortized per event, whatever the number of peaks.
- * Memory: 17 bytes per callsite (live, snap, dirty slot and bit).
+ * Memory: 20 bytes per callsite (live, snap, dirty slot).
  * The add and sub of every event are inline, in fil_internal.h; the rest is here.
  *
  * Protected by the tracking lock.
@@ -44,12 +45,12 @@ int _fil_peak_reserve(peak_t *p, uint32_t n) {
     if (n <= p->capacity) return 0;
     uint32_t cap = p->capacity ? p->capacity : 4096;
     while (cap < n) cap *= 2;
-    void *arrays[4] = {p->live, p->snap, p->dirty, p->is_dirty};
-    static const size_t elem[4] = {8, 8, 4, 1};
+    void *arrays[3] = {p->live, p->snap, p->dirty};
+    static const size_t elem[3] = {8, 8, 4};
     int r = 0;
-    for (int i = 0; i < 4 && r == 0; i++) {
+    for (int i = 0; i < 3 && r == 0; i++) {
         if (resize(&arrays[i], elem[i], p->capacity, cap) < 0) {
-            /* All four keep one capacity: give back what already grew. Shrinking a mapping
+            /* All three keep one capacity: give back what already grew. Shrinking a mapping
                does not fail. */
             for (int j = 0; j < i; j++) resize(&arrays[j], elem[j], cap, p->capacity);
             r = -1;
@@ -59,7 +60,6 @@ int _fil_peak_reserve(peak_t *p, uint32_t n) {
     p->live = arrays[0];
     p->snap = arrays[1];
     p->dirty = arrays[2];
-    p->is_dirty = arrays[3];
     if (r == 0) p->capacity = cap;
     return r;
 }
@@ -68,8 +68,8 @@ void _fil_peak_settle(peak_t *p) {
     if (!p->at_peak) return;
     for (uint32_t i = 0; i < p->dirty_count; i++) {
         callsite_t cs = p->dirty[i];
+        p->live[cs] &= PEAK_BYTES;
         p->snap[cs] = p->live[cs];
-        p->is_dirty[cs] = 0;
     }
     p->dirty_count = 0;
     p->at_peak = false;
@@ -79,7 +79,6 @@ void _fil_peak_clear(peak_t *p) {
     if (p->capacity) {
         memset(p->live, 0, (size_t)p->capacity * 8);
         memset(p->snap, 0, (size_t)p->capacity * 8);
-        memset(p->is_dirty, 0, p->capacity);
     }
     p->dirty_count = 0;
     p->live_total = p->peak_total = 0;

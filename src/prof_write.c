@@ -124,7 +124,7 @@ static void put_stack(line_t *l, const callsite_t *chain, uint32_t depth, uint64
     outbuf_write(l->ob, line_buf, l->len);
 }
 
-int _fil_prof_write(const char *path, const uint64_t *bytes, uint32_t ncallsites) {
+int _fil_prof_write(const char *path, const uint64_t *bytes, uint64_t mask, uint32_t ncallsites) {
     int fd = outbuf_open_file(path);
     if (fd < 0) return -1;
     outbuf_t ob;
@@ -135,10 +135,11 @@ int _fil_prof_write(const char *path, const uint64_t *bytes, uint32_t ncallsites
     line.depth = 0;
     callsite_t chain[FIL_MAX_FRAMES + 4];
     for (callsite_t cs = 0; cs < ncallsites; cs++) {
-        if (bytes[cs] == 0) continue;
+        uint64_t b = bytes[cs] & mask;
+        if (b == 0) continue;
         if (cs == CALLSITE_NO_PYTHON) {
             outbuf_puts(&ob, "[No Python stack] ");
-            outbuf_u64(&ob, bytes[cs]);
+            outbuf_u64(&ob, b);
             outbuf_putc(&ob, '\n');
             continue;
         }
@@ -148,7 +149,7 @@ int _fil_prof_write(const char *path, const uint64_t *bytes, uint32_t ncallsites
             depth++;
         uint32_t k = depth;
         for (callsite_t c = cs; k > 0; c = _fil_callsite_parent(c)) chain[--k] = c;
-        put_stack(&line, chain, depth, bytes[cs]);
+        put_stack(&line, chain, depth, b);
     }
     int r = outbuf_flush(&ob);
     int saved = errno;

@@ -41,6 +41,13 @@ static int nhidden;
    Only for the thread that started tracking. Protected by the tracking lock. */
 static PyThreadState *cut_tstate;
 static _PyInterpreterFrame *cut_frame;
+/* Changes with the cut and at each start, so that stacks kept across them are taken again (never
+   0, which marks a stack not taken). Protected by the tracking lock. */
+static uint32_t stack_epoch = 1;
+
+static void next_epoch(void) {
+    if (++stack_epoch == 0) stack_epoch = 1;
+}
 
 /* UTF-8 of a str object without allocating: ASCII and cached UTF-8 are used in place, other
    strings are encoded into scratch (truncated at cap). */
@@ -364,9 +371,45 @@ static FIL_NOINLINE callsite_t native_stack(fil_thread_t *ts) {
     return native_fallback(ts);
 }
 
-static callsite_t python_stack(fil_thread_t *ts) {
+/* A thread that released the GIL through the hooked PyEval_SaveThread runs no Python until it
+   takes the GIL back, so its frames stay as they are: its stack is taken at its first allocation
+   and kept (fil_thread_t.released_cs) until PyEval_RestoreThread, or until the cut or the hidden
+   files change (stack_epoch). Python run meanwhile through a GIL taken behind the hooks' back
+   (PyGILState_Ensure inside libpython) is the thread's own again and is walked as such; its
+   frames are gone by the time it releases the GIL again. Should it have kept the GIL and gone
+   on running Python after all (a release the hook saw, a take-back it did not), its top frame or
+   instruction has moved and the stack is taken again. A native loop under one ctypes call then
+   pays a few compares per allocation instead of a check of every frame. */
+static inline const void *top_of(PyThreadState *tstate) {
+    return FIL_LIKELY(tstate->cframe != NULL) ? tstate->cframe->current_frame : NULL;
+}
+
+static inline int released_stack_kept(const fil_thread_t *ts) {
+    const _PyInterpreterFrame *top = top_of(ts->released);
+    return FIL_LIKELY(ts->released_epoch == stack_epoch) && FIL_LIKELY(top == ts->released_top) &&
+           FIL_LIKELY(top == NULL || (const void *)top->prev_instr == ts->released_instr);
+}
+
+static FIL_NOINLINE callsite_t released_stack(fil_thread_t *ts) {
+    callsite_t cs = walk_frames(ts, ts->released);
+    const _PyInterpreterFrame *top = top_of(ts->released);
+    ts->released_top = top;
+    ts->released_instr = top ? top->prev_instr : NULL;
+    ts->released_cs = cs;
+    ts->released_epoch = stack_epoch;
+    return cs;
+}
+
+static FIL_NOINLINE callsite_t unseen_release_stack(fil_thread_t *ts) {
     PyThreadState *tstate = own_tstate(ts);
     return FIL_LIKELY(tstate != NULL) ? walk_frames(ts, tstate) : native_stack(ts);
+}
+
+static callsite_t python_stack(fil_thread_t *ts) {
+    PyThreadState *t = _PyThreadState_GET();
+    if (FIL_LIKELY(t != NULL) && FIL_LIKELY(t->thread_id == ts->self)) return walk_frames(ts, t);
+    if (ts->released) return FIL_LIKELY(released_stack_kept(ts)) ? ts->released_cs : released_stack(ts);
+    return unseen_release_stack(ts);
 }
 
 int _fil_pystack_set_hidden(const char *const *files, int count) {
@@ -397,6 +440,7 @@ void _fil_pystack_install(int cut_at_caller) {
         cut_frame = NULL;
     }
     /* Frames from before may have cached positions below the new cut: start afresh. */
+    next_epoch();
     fil_thread_t *ts = _fil_thread_get();
     if (ts) ts->cache_depth = ts->cache_rising = 0;
     _fil_unlock();
@@ -408,5 +452,6 @@ void _fil_pystack_forget_cut(void) {
     _fil_lock();
     cut_tstate = NULL;
     cut_frame = NULL;
+    next_epoch();
     _fil_unlock();
 }

@@ -58,7 +58,10 @@ __attribute__((visibility("default"))) PyThreadState *PyEval_SaveThread(void) {
         if (nreleased < MAX_RELEASED) released[nreleased++] = ts;
         else overflowed = 1;
         fil_thread_t *me = _fil_thread_get();
-        if (me) me->released = ts;
+        if (me) {
+            me->released = ts;
+            me->released_epoch = 0;   /* its stack is taken at its first allocation */
+        }
         _fil_unlock();
         _fil_tl_guard--;
     }

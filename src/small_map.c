@@ -59,6 +59,25 @@ typedef fil_small_leaf_t leaf_t;
 _Static_assert(offsetof(leaf_t, spilled) % 4096 == 0, "per-region counts page-aligned");
 
 leaf_t *_fil_small_top[1u << TOP_BITS];
+fil_small_rc_t _fil_small_rc[1u << SMALL_RC_BITS];
+
+/* The region at base now has this side table (NULL: none): its cache slot says so. */
+static void cache_side(uintptr_t base, uint32_t *side) {
+    uintptr_t region = base >> REGION_BITS;
+    fil_small_rc_t *c = &_fil_small_rc[region & ((1u << SMALL_RC_BITS) - 1)];
+    c->region = region;
+    c->side = side;
+}
+
+FIL_NOINLINE uint32_t *_fil_small_side_miss(uintptr_t p) {
+    uint32_t *side = NULL;
+    if (!(p >> ADDR_BITS)) {
+        leaf_t *leaf = *fil_small_leaf_slot(p);
+        if (leaf) side = leaf->side[fil_small_region_index(p)];
+    }
+    cache_side(p & ~(REGION - 1), side);
+    return side;
+}
 static size_t side_bytes;                /* side tables mapped, for the own-memory figure */
 static int adopt_failed;                 /* a heap side table could not be mapped: stop trying */
 
@@ -99,6 +118,7 @@ void *_fil_small_arena_map(size_t size) {
     if (ok) {
         *side = (uint32_t *)(a + size);
         side_bytes += total - size;
+        cache_side(a, *side);
     }
     _fil_unlock();
     if (!ok) { prim_sys_munmap((void *)a, total); return NULL; }
@@ -115,6 +135,7 @@ int _fil_small_arena_unmap(void *arena, size_t size) {
     if (ours) {
         *slot = NULL;
         side_bytes -= side_len(a, (uint32_t *)(a + size));
+        cache_side(a, NULL);
     }
     _fil_unlock();
     if (ours) prim_sys_munmap(arena, size + round_page(side_size(size)));
@@ -151,6 +172,7 @@ uint32_t *_fil_small_adopt(uintptr_t p) {
     }
     *side = t;
     side_bytes += len;
+    cache_side(base, t);
     leaf->seen[i] = 0;
     leaf->stretches[i] = 0;
     return *side + ((p - base) >> GRANULE_SHIFT);

@@ -76,6 +76,7 @@ fil_thread_t *_fil_thread_get(void) {
     t->next_free = NULL;
     t->self = (unsigned long)pthread_self();
     t->released = NULL;
+    t->released_epoch = 0;
     t->inherited = CALLSITE_NO_PYTHON;
     t->cache_depth = 0;
     t->cache_rising = 0;
@@ -297,7 +298,8 @@ int _fil_track_dump(const char *path, int current, uint64_t *total) {
     /* Every slot: the overflow callsite (CALLSITE_MAX) lies beyond the interned count. */
     uint32_t n = peak.capacity;
     *total = current ? peak.live_total : peak.peak_total;
-    int r = _fil_prof_write(path, current ? peak.live : peak.snap, n);
+    int r = current ? _fil_prof_write(path, peak.live, PEAK_BYTES, n)
+                    : _fil_prof_write(path, peak.snap, ~(uint64_t)0, n);
     _fil_unlock();
     return r;
 }

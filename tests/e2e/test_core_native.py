@@ -11,8 +11,8 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import (MiB, assert_close, bytes_at, bytes_under, clean_env, compile_c, describe,
-                      line_of, parse_prof, total)
+from conftest import (MiB, assert_close, bytes_at, bytes_under, bytes_with_sequence, clean_env,
+                      compile_c, describe, frame_matcher, line_of, parse_prof, total)
 
 C_LIB = r"""
 #include <pthread.h>
@@ -45,6 +45,14 @@ int c_thread_start(size_t n) {
     pthread_t t;
     if (pthread_create(&t, NULL, async_worker, (void *)n) != 0) return -1;
     return pthread_detach(t);
+}
+
+/* Allocates n bytes, calls back into Python, allocates n bytes again; both are kept. */
+void *around_before, *around_after;
+void c_around_callback(size_t n, void (*callback)(void)) {
+    around_before = malloc(n);
+    callback();
+    around_after = malloc(n);
 }
 
 /* Starts a pthread that allocates n bytes and returns them (still alive) once it has ended. */
@@ -124,6 +132,45 @@ def test_c_library_malloc_and_pthread_worker(run_fil, tmp_path):
     assert_close(bytes_at(prof, L("last")), 21 * MiB)
     assert bytes_at(prof, L("freed")) < 64 * 1024
     assert_close(total(prof), 76 * MiB, what="total\n" + describe(prof))
+
+
+def test_native_code_calling_back_into_python_with_the_gil_released(run_fil, tmp_path):
+    """ctypes releases the GIL around a foreign call, and the C code's allocations are charged to
+    the calling line without walking its stack again each time. A callback into Python in the
+    middle takes the GIL back and runs more frames, which themselves release it again for a
+    nested foreign call: each allocation must still land on its own line, the C code's after
+    the callback included."""
+    lib = compile_c(tmp_path, C_LIB)
+    script = LOADER + textwrap.dedent("""\
+        CB = ctypes.CFUNCTYPE(None)
+        lib = load(sys.argv[1], c_malloc=(c_void_p, c_size_t),
+                   c_around_callback=(None, c_size_t, CB))
+        kept = []
+        def callback():
+            kept.append(bytearray(7 * MB))  # @cb_python
+            kept.append(lib.c_malloc(5 * MB))  # @cb_native
+        def outer(n):
+            lib.c_around_callback(n * MB, CB(callback))  # @around
+        for _ in range(3):
+            outer(2)  # @first_caller
+        outer(3)  # @second_caller
+        """)
+    proc, report, prof = run_fil(script, lib)
+    L = lambda m: "script.py:%d" % line_of(script, m)
+    ending_at = lambda spec: sum(n for stack, n in prof.items() if frame_matcher(spec)(stack[-1]))
+    # The C code's own blocks, before and after the callback: 3 calls x 2 x 2 MiB, 1 x 2 x 3 MiB.
+    assert_close(bytes_with_sequence(prof, L("first_caller"), L("around")) -
+                 bytes_with_sequence(prof, L("first_caller"), L("around"), "callback"), 12 * MiB,
+                 what="C code under the first caller\n" + describe(prof))
+    assert_close(bytes_with_sequence(prof, L("second_caller"), L("around")) -
+                 bytes_with_sequence(prof, L("second_caller"), L("around"), "callback"), 6 * MiB,
+                 what="C code under the second caller\n" + describe(prof))
+    assert_close(ending_at(L("around")), 18 * MiB, what="C code\n" + describe(prof))
+    # The callback's, four times over.
+    assert_close(ending_at(L("cb_python")), 28 * MiB, what="callback\n" + describe(prof))
+    assert_close(ending_at(L("cb_native")), 20 * MiB, what="nested call\n" + describe(prof))
+    assert_close(bytes_with_sequence(prof, L("around"), L("cb_native")), 20 * MiB)
+    assert_close(total(prof), 66 * MiB, what="total\n" + describe(prof))
 
 
 def test_c_pthread_charged_to_the_stack_that_created_it(run_fil, tmp_path):
