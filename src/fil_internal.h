@@ -259,6 +259,16 @@ typedef struct {
     int32_t lasti;
     callsite_t node;
 } frame_cache_entry_t;
+/* pystack_311.c: a thread's recent (parent node, code object, offset) -> child node lookups, in
+   front of the shared cache, whose table outgrows the first-level cache in big programs. */
+#define FIL_NODE_MEMO 64
+typedef struct {
+    const void *code;    /* NULL: empty */
+    uintptr_t fp;        /* the code object's fingerprint when it was entered */
+    callsite_t parent;
+    int32_t lasti;
+    callsite_t node;
+} fil_node_memo_t;
 typedef struct fil_thread_s {
     struct fil_thread_s *next_free;
     unsigned long self;          /* pthread_self() of the thread it belongs to */
@@ -279,6 +289,8 @@ typedef struct fil_thread_s {
     callsite_t fallback_parent;  /* native threads: the inherited stack the marker hangs from */
     callsite_t fallback_node;    /* ... and its "[native thread ...]" child, interned once */
     atomic_int lock_busy;        /* lock.c: inside the lock on the biased fast path */
+    uint32_t memo_epoch;         /* the stack epoch memo[] was filled in (0: never) */
+    fil_node_memo_t memo[FIL_NODE_MEMO];
     frame_cache_entry_t cache[FIL_MAX_FRAMES];
     frame_cache_entry_t scratch[FIL_MAX_FRAMES];  /* the stack being taken, innermost first */
 } fil_thread_t;

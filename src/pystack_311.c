@@ -175,19 +175,37 @@ static callsite_t native_fallback(fil_thread_t *ts) {
     return ts->fallback_node;
 }
 
+/* The node for a frame at (code, lasti) under parent: from the thread's memo, else the shared
+   cache, else resolved and interned. The memo, direct-mapped and small, holds what the thread
+   met lately: a loop whose top frame moves between a few allocating lines finds it there, where
+   the shared table (one slot per frame position in the program) would be a cache miss. It
+   checks what the shared cache checks, so it answers nothing the shared cache would not. */
+static inline callsite_t child_of(fil_thread_t *ts, callsite_t parent, PyCodeObject *code,
+                                  int32_t lasti) {
+    uintptr_t fp = fingerprint(code);
+    uint32_t slot = (uint32_t)(((uintptr_t)code >> 4) ^ ((uint32_t)lasti * 0x9E3779B1u) ^
+                               (parent * 0x85EBCA77u));
+    fil_node_memo_t *m = &ts->memo[(slot ^ (slot >> 16)) % FIL_NODE_MEMO];
+    if (m->code == code && m->lasti == lasti && m->parent == parent && m->fp == fp) return m->node;
+    callsite_t child;
+    if (!_fil_callsite_cache_get(parent, code, lasti, fp, &child)) {
+        child = resolve(parent, code, lasti, fp);
+        _fil_callsite_cache_put(parent, code, lasti, fp, child);
+    }
+    *m = (fil_node_memo_t){code, fp, parent, lasti, child};
+    return child;
+}
+
 /* Intern cache entries [from, n) (root first), the parent of entry `from` being `node`. */
 static callsite_t intern_from(fil_thread_t *ts, uint32_t from, uint32_t n, callsite_t node) {
+    if (FIL_UNLIKELY(ts->memo_epoch != stack_epoch)) {   /* what was hidden may have changed */
+        memset(ts->memo, 0, sizeof ts->memo);
+        ts->memo_epoch = stack_epoch;
+    }
     for (uint32_t i = from; i < n; i++) {
         frame_cache_entry_t *e = &ts->cache[i];
-        PyCodeObject *code = (PyCodeObject *)e->code;
-        uintptr_t fp = fingerprint(code);
-        callsite_t child;
-        if (!_fil_callsite_cache_get(node, code, e->lasti, fp, &child)) {
-            child = resolve(node, code, e->lasti, fp);
-            _fil_callsite_cache_put(node, code, e->lasti, fp, child);
-        }
-        e->node = child;
-        node = child;
+        node = child_of(ts, node, (PyCodeObject *)e->code, e->lasti);
+        e->node = node;
     }
     return node;
 }
@@ -373,8 +391,8 @@ static FIL_NOINLINE callsite_t native_stack(fil_thread_t *ts) {
 
 /* A thread that released the GIL through the hooked PyEval_SaveThread runs no Python until it
    takes the GIL back, so its frames stay as they are: its stack is taken at its first allocation
-   and kept (fil_thread_t.released_cs) until PyEval_RestoreThread, or until the cut or the hidden
-   files change (stack_epoch). Python run meanwhile through a GIL taken behind the hooks' back
+   and kept (fil_thread_t.released_cs) until PyEval_RestoreThread, or until tracking starts again
+   or the cut moves (stack_epoch). Python run meanwhile through a GIL taken behind the hooks' back
    (PyGILState_Ensure inside libpython) is the thread's own again and is walked as such; its
    frames are gone by the time it releases the GIL again. Should it have kept the GIL and gone
    on running Python after all (a release the hook saw, a take-back it did not), its top frame or
@@ -408,13 +426,15 @@ static FIL_NOINLINE callsite_t unseen_release_stack(fil_thread_t *ts) {
 static callsite_t python_stack(fil_thread_t *ts) {
     PyThreadState *t = _PyThreadState_GET();
     if (FIL_LIKELY(t != NULL) && FIL_LIKELY(t->thread_id == ts->self)) return walk_frames(ts, t);
-    if (ts->released) return FIL_LIKELY(released_stack_kept(ts)) ? ts->released_cs : released_stack(ts);
+    if (ts->released)
+        return FIL_LIKELY(released_stack_kept(ts)) ? ts->released_cs : released_stack(ts);
     return unseen_release_stack(ts);
 }
 
 int _fil_pystack_set_hidden(const char *const *files, int count) {
     _fil_lock();
     _fil_callsite_forget_positions();   /* cached positions know what was hidden before */
+    next_epoch();                       /* and so do the threads' memos */
     nhidden = 0;
     for (int i = 0; i < count && nhidden < MAX_HIDDEN; i++) {
         size_t len = strlen(files[i]);

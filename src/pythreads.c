@@ -15,8 +15,8 @@
  * frames, that thread cannot resume running Python and change them.
  *
  * The releasing thread also notes its own state in its fil_thread_t until it takes it back, so its
- * allocations meanwhile find their Python stack without a thread-specific-data lookup
- * (pystack_311.c).
+ * allocations meanwhile find their Python stack without a thread-specific-data lookup, and take
+ * that stack only once: it cannot change until the thread runs Python again (pystack_311.c).
  *
  * Whether GIL releases inside libpython itself (time.sleep, file reads) are seen depends on how
  * it was built: with -fno-semantic-interposition they bind directly and are not. Either way is

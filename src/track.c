@@ -77,6 +77,7 @@ fil_thread_t *_fil_thread_get(void) {
     t->self = (unsigned long)pthread_self();
     t->released = NULL;
     t->released_epoch = 0;
+    t->memo_epoch = 0;
     t->inherited = CALLSITE_NO_PYTHON;
     t->cache_depth = 0;
     t->cache_rising = 0;

@@ -5,6 +5,7 @@ alive at one time, a peak reached thousands of times, Python threads alive at th
 generators and coroutines, threads that run on after the main thread ends, and memory that
 has no Python context at all.
 """
+import os
 import re
 import textwrap
 
@@ -331,6 +332,32 @@ def test_same_depth_stacks_that_differ_only_below_the_top(run_fil):
         got = bytes_at(prof, L(marker))
         assert abs(got - mib * MiB) < MiB // 2, "%s: %d bytes\n%s" % (marker, got, describe(prof))
     assert_close(bytes_at(prof, L("leaf")), 23 * MiB, what=describe(prof))
+
+
+def test_code_compiled_again_at_the_same_address_keeps_its_own_name(run_fil):
+    """Functions compiled afresh in a loop, from two sources in turn, each called once from the
+    same line and then freed: a new code object takes the address of one just freed, the other
+    function's as often as its own, with its instructions at the same offsets under the same
+    caller, so whatever the profiler remembers about a frame position must also check which
+    function the code object is."""
+    script = textwrap.dedent("""\
+        KEEP = []
+        SOURCES = [("def alpha():\\n    return bytearray(100000)\\n", "gen_alpha.py", "alpha"),
+                   ("def beta():\\n    return bytearray(100000)\\n", "gen_beta.py", "beta")]
+        for i in range(400):
+            src, filename, name = SOURCES[i // 2 % 2]  # two of each in turn: addresses swap
+            ns = {}
+            exec(compile(src, filename, "exec"), ns)
+            KEEP.append(ns[name]())  # @call
+            ns.clear()  # the function and its globals refer to each other: freed here, not by gc
+        """)
+    _, _, prof = run_fil(script)
+    under = lambda func: sum(n for stack, n in prof.items()
+                             if stack[-1].func == func and stack[-2].line == line_of(script, "call"))
+    assert_close(under("alpha"), 200 * 100000, what="alpha\n" + describe(prof))
+    assert_close(under("beta"), 200 * 100000, what="beta\n" + describe(prof))
+    assert all(os.path.basename(stack[-1].file) == "gen_%s.py" % stack[-1].func
+               for stack in prof if stack[-1].func in ("alpha", "beta")), describe(prof)
 
 
 def test_stacks_deeper_than_64_frames_that_differ_near_the_top(run_fil):
