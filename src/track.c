@@ -229,8 +229,8 @@ void _fil_track_put(void *p, uint64_t size, callsite_t cs) {
     fil_lock_leave(me, fast);
 }
 
-FIL_ALWAYS_INLINE void _fil_track_realloc(void *old, void *p, size_t size, int found, uint64_t old_size,
-                        callsite_t old_cs) {
+FIL_ALWAYS_INLINE void _fil_track_realloc(void *old, void *p, size_t size, int found,
+                                          uint64_t old_size, callsite_t old_cs) {
     if (!p) {
         /* Failed, old lives on; or glibc's realloc(old, 0), which freed it. */
         if (found && size != 0) _fil_track_put(old, old_size, old_cs);
