@@ -137,6 +137,8 @@ def _is_zip(path):
 def main():
     out_dir, open_browser, limit_pools, mode, target = sys.argv[1:6]
     args = sys.argv[6:]
+    # Reports go where the command was run, even if the program changes directory.
+    out_dir = os.path.abspath(out_dir)
     from filprofiler import _filpreload
 
     if not _filpreload.preloaded():
@@ -150,7 +152,7 @@ def main():
     command_line = _command_line(mode, target, args)
     atexit.register(_at_exit, out_dir, open_browser == "1", command_line)
     # Out of memory, the core writes the report itself (no Python then): tell it where.
-    _filpreload.oom_configure(os.path.abspath(out_dir), command_line)
+    _filpreload.oom_configure(out_dir, command_line)
     _install_sigusr2(out_dir, command_line)
     try:
         _execute(mode, target, args, _report.hidden_files() + [os.path.abspath(__file__)])

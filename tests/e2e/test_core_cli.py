@@ -321,6 +321,30 @@ def assert_one_line_error(proc):
     assert proc.stdout == b""
 
 
+def test_relative_output_directory_is_where_the_command_ran(tmp_path):
+    """`-o out` names a directory relative to where fil-profile was started, as a user reads
+    it: a program that changes directory does not move its reports (the one SIGUSR2 asks for
+    while it runs, nor the one at exit)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "moves.py").write_text(textwrap.dedent("""
+        import os, signal
+        keep = bytearray(8 * 1024 * 1024)
+        os.chdir(%r)
+        os.kill(os.getpid(), signal.SIGUSR2)
+        print(os.getcwd())
+    """ % str(elsewhere)))
+    proc = fil("-o", "out", "--no-browser", "run", "moves.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().strip() == str(elsewhere)   # the program did move
+    assert not (elsewhere / "out").exists()
+    runs = sorted((tmp_path / "out").iterdir())
+    assert len(runs) == 2, runs   # the SIGUSR2 report and the one at exit
+    for run in runs:
+        assert (run / "index.html").is_file() and (run / "peak-memory.prof").is_file()
+    assert "Report: %s" % (runs[-1] / "index.html") in proc.stderr.decode()
+
+
 def test_missing_script(tmp_path):
     proc = fil("-o", "out", "--no-browser", "run", "does_not_exist.py", cwd=tmp_path)
     assert_one_line_error(proc)
