@@ -133,6 +133,9 @@ static inline int _fil_small_spilled(uintptr_t p) {
 }
 void _fil_small_clear(void);
 size_t _fil_small_bytes(void);   /* side tables mapped, in bytes */
+/* Resident bytes of the side tables and directory leaves; *leaves_mapped: the leaves' mapped
+   bytes, which prim_pages_in_use counts. Caller holds the lock. */
+size_t _fil_small_resident(size_t *leaves_mapped);
 
 /* ---- range_table.c: live anonymous mappings, [start, start+len) -> callsite ---- */
 /* A sorted array of disjoint ranges; mappings are few (thousands), unmaps may be partial. */
@@ -354,6 +357,10 @@ void _fil_lock_after_fork_child(void); /* in the child, after fork() took the lo
 void _fil_track_init_once(void);  /* atfork handlers; from the library constructor */
 void _fil_track_reset(void);
 void _fil_track_stats(uint64_t *live, uint64_t *peak);
+/* The profiler's own memory in use. Its tables count as mapped (they are dense), but side
+   tables, directory leaves and the out-of-memory report's reserve, mostly never touched, count
+   as resident: a system call per arena, for reports, not hot paths. */
+uint64_t _fil_track_own_bytes(void);
 /* Write the peak (or current, when current != 0) allocations as collapsed stacks. */
 int _fil_track_dump(const char *path, int current, uint64_t *total);
 /* oom.c: charge a request that failed (bytes) to the calling thread's stack, under a synthetic

@@ -122,6 +122,14 @@ void _fil_oom_start(void) {
     _fil_unlock();
 }
 
+size_t _fil_oom_reserve_resident(size_t *mapped) {
+    void *p = scratch;
+    size_t size = scratch_size;
+    int st = atomic_load(&scratch_state);
+    *mapped = p && st != SCRATCH_GONE ? size : 0;
+    return *mapped ? prim_resident_bytes(p, size) : 0;
+}
+
 /* ---- deciding ---- */
 
 static uint64_t default_threshold(uint64_t limit) {

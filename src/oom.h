@@ -24,6 +24,9 @@ void _fil_oom_configure(const char *out_dir, const char *command_line);
    FIL_DISABLE_OOM_DETECTION and FIL_OOM_THRESHOLD_MIB, reserves the renderer's scratch memory
    once per process (touched by a poll once memory gets short), and arms the early check. */
 void _fil_oom_start(void);
+/* The memory reserved for an out-of-memory report: its resident bytes, and in *mapped what
+   prim_pages_in_use counts for it (it stays untouched until memory runs low). */
+size_t _fil_oom_reserve_resident(size_t *mapped);
 
 /* The countdown ran out: read the memory figures; below the threshold this writes the report
    and ends the process, otherwise it sets the next countdown. Call with the guard set and

@@ -40,8 +40,11 @@ void *prim_pages_resize(void *p, size_t old_size, size_t new_size);
 /* Give back the pages of [p, p+size) (page-aligned, private anonymous memory); they read as
    zeros afterwards. */
 void prim_pages_zero(void *p, size_t size);
-/* Bytes currently held through prim_pages_* (the profiler's own memory). */
+/* Bytes currently held through prim_pages_* (the profiler's own memory), as mapped. */
 size_t prim_pages_in_use(void);
+/* How many bytes of [p, p+size) (p page-aligned) have memory behind them now, rather than
+   being mapped but never touched; size itself when the system cannot tell. */
+size_t prim_resident_bytes(const void *p, size_t size);
 
 /* The kernel's mmap/munmap/mremap, bypassing any interposed symbol. Return conventions as
    the libc functions (MAP_FAILED / -1 with errno). */

@@ -105,6 +105,22 @@ void prim_pages_zero(void *p, size_t size) {
     if (syscall(SYS_madvise, p, round_pages(size), MADV_DONTNEED) != 0) memset(p, 0, size);
 }
 
+size_t prim_resident_bytes(const void *p, size_t size) {
+    enum { CHUNK = 4096 };   /* pages asked about per call: 16 MiB, a 4 KiB vector */
+    unsigned char vec[CHUNK];
+    size_t pages = round_pages(size) / 4096, resident = 0;
+    for (size_t done = 0; done < pages; done += CHUNK) {
+        size_t n = pages - done < CHUNK ? pages - done : CHUNK;
+        int saved = errno;
+        long r = syscall(SYS_mincore, (const char *)p + done * 4096, n * 4096, vec);
+        errno = saved;
+        if (r != 0) return size;
+        for (size_t i = 0; i < n; i++) resident += vec[i] & 1;
+    }
+    resident *= 4096;
+    return resident < size ? resident : size;
+}
+
 size_t prim_pages_in_use(void) { return atomic_load_explicit(&pages_in_use, memory_order_relaxed); }
 
 void prim_write_stderr(const char *buf, size_t len) {

@@ -107,9 +107,10 @@ static PyObject *py_stats(PyObject *self, PyObject *unused) {
     uint64_t live, peak;
     _fil_tl_guard++;
     _fil_track_stats(&live, &peak);
+    uint64_t own = _fil_track_own_bytes();
     _fil_tl_guard--;
     return Py_BuildValue("KKK", (unsigned long long)live, (unsigned long long)peak,
-                         (unsigned long long)(prim_pages_in_use() + _fil_small_bytes()));
+                         (unsigned long long)own);
 }
 
 /* oom_configure(out_dir, command_line=None): where an out-of-memory report goes (oom.c). */

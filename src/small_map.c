@@ -212,3 +212,23 @@ void _fil_small_clear(void) {
 }
 
 size_t _fil_small_bytes(void) { return side_bytes; }
+
+/* Caller holds the lock. Side tables are mapped whole but only touched under blocks in use, and
+   directory leaves only where regions are: their resident bytes are what they cost. */
+size_t _fil_small_resident(size_t *leaves_mapped) {
+    size_t resident = 0, leaves = 0;
+    for (size_t t = 0; t < (1u << TOP_BITS); t++) {
+        leaf_t *leaf = _fil_small_top[t];
+        if (!leaf) continue;
+        leaves += sizeof *leaf;
+        resident += prim_resident_bytes(leaf, sizeof *leaf);
+        for (size_t i = 0; i < (1u << LEAF_BITS); i++) {
+            uint32_t *side = leaf->side[i];
+            if (!side) continue;
+            uintptr_t base = (uintptr_t)((t << LEAF_BITS) | i) << REGION_BITS;
+            resident += prim_resident_bytes(side, side_len(base, side));
+        }
+    }
+    *leaves_mapped = leaves;
+    return resident;
+}

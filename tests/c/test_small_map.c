@@ -4,6 +4,8 @@
  * fit an entry) in the allocation table, and both give the same answers to free, take and the
  * live/peak totals. */
 #include "fil_internal.h"
+#include "oom.h"
+#include "prim.h"
 #include "testhelper.h"
 
 #include <stdlib.h>
@@ -256,9 +258,54 @@ static void test_heap_regions(void) {
     munmap(raw, 3 * MIB);
 }
 
+/* The own-memory figure counts a side table by the pages its entries touched, not by its
+   mapped size: an arena adds next to nothing until blocks are recorded, then a page per 4 KiB
+   of entries, and the same again once reset gives the pages back. */
+static void test_own_bytes_are_resident(void) {
+    _fil_set_stack_provider(provider);
+    _fil_track_reset();
+    _fil_tracking = 1;
+    next_cs = 3;
+    char *warm = _fil_small_arena_map(MIB);   /* its leaf made: later arenas may share it */
+    char *a = _fil_small_arena_map(MIB);
+    CHECK(warm != NULL && a != NULL);
+    if (!warm || !a) return;
+    _fil_track_alloc(warm + 64, 32);   /* the peak arrays grown for callsite 3 */
+    uint64_t before = _fil_track_own_bytes();
+    char *b = _fil_small_arena_map(MIB);
+    CHECK(b != NULL);
+    /* Page by page, also where the system backs anonymous memory with huge pages unasked. */
+    madvise(a, MIB + MIB / 4, MADV_NOHUGEPAGE);
+    if (b) madvise(b, MIB + MIB / 4, MADV_NOHUGEPAGE);
+    uint64_t mapped = _fil_track_own_bytes();
+    /* The new arena's 256 KiB side table is mapped, not touched (a leaf page at most). */
+    CHECK(mapped - before <= 4096);
+    /* Blocks 64 KiB apart: their entries lie 16 KiB apart, a side-table page each. */
+    for (int k = 0; k < 16; k++) _fil_track_alloc(a + (size_t)k * (64 << 10), 32);
+    uint64_t touched = _fil_track_own_bytes();
+    CHECK_EQ_U(touched - mapped, 16 * 4096);
+    _fil_track_reset();   /* side tables given back to the kernel */
+    CHECK(_fil_track_own_bytes() <= mapped);
+    _fil_tracking = 0;
+    if (b) CHECK_EQ_U(_fil_small_arena_unmap(b, MIB), 1);
+    CHECK_EQ_U(_fil_small_arena_unmap(a, MIB), 1);
+    CHECK_EQ_U(_fil_small_arena_unmap(warm, MIB), 1);
+
+    /* The out-of-memory report's reserve (tens of MiB, untouched until memory runs low) is
+       mapped at the first start, and counts for what is resident of it. */
+    setenv("FIL_DISABLE_OOM_DETECTION", "1", 1);
+    size_t pages0 = prim_pages_in_use();
+    uint64_t own0 = _fil_track_own_bytes();
+    _fil_oom_start();
+    CHECK(prim_pages_in_use() - pages0 >= 16 * MIB);
+    CHECK(_fil_track_own_bytes() - own0 < 64 << 10);
+    unsetenv("FIL_DISABLE_OOM_DETECTION");
+}
+
 int main(void) {
     test_lookup();
     test_engine();
     test_heap_regions();
+    test_own_bytes_are_resident();
     return test_report("test_small_map");
 }
