@@ -7,9 +7,12 @@
 The program must run under the Fil library, started with `fil-profile python yourscript.py`
 (an interpreter with the profiler loaded but not tracking); `profile()` tracks only while the
 function runs. Importing this module works anywhere; calling `profile()` without the library
-raises RuntimeError.
+raises RuntimeError. Called while memory is already being tracked (the whole program under
+`fil-profile run`, or inside another profile() call or %%filprofile cell), it just calls the
+function: that report, which covers the call, is kept whole.
 """
 import os
+import sys
 
 from . import _report
 
@@ -33,6 +36,22 @@ def _run_profiled(func):
         _filpreload.stop()
 
 
+_warned_nested = False
+
+
+def _warn_nested(path):
+    global _warned_nested
+    if _warned_nested:
+        return
+    _warned_nested = True
+    sys.stderr.write(
+        _report.PREFIX + "warning: profile() wrote no report to %s: memory is already being "
+        "profiled (by `fil-profile run`, or an enclosing profile() or %%%%filprofile), and that "
+        "report covers this call; start the program with `fil-profile python` for a report of "
+        "the function alone\n" % path)
+    sys.stderr.flush()
+
+
 def _describe(func):
     name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
     module = getattr(func, "__module__", None)
@@ -53,7 +72,9 @@ def profile(func, path):
     raised, its exception wins and the report's failure is noted on it).
 
     Raises RuntimeError, before calling func, when this process was not started with
-    `fil-profile python`.
+    `fil-profile python`. When memory is already being tracked (`fil-profile run`, an enclosing
+    profile() or %%filprofile), starting afresh would throw that report's data away: func is
+    then simply called, `path` is left alone, and a warning (once per process) says so.
     """
     from . import _filpreload
 
@@ -62,6 +83,9 @@ def profile(func, path):
     if not callable(func):
         raise TypeError("profile() needs a function to call, not %r" % (func,))
     path = os.fspath(path)
+    if _filpreload.tracking():
+        _warn_nested(path)
+        return func()
     os.makedirs(path, exist_ok=True)
     try:
         result = _run_profiled(func)

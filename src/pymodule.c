@@ -81,6 +81,11 @@ static PyObject *py_stop(PyObject *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+static PyObject *py_tracking(PyObject *self, PyObject *unused) {
+    (void)self; (void)unused;
+    return PyBool_FromLong(_fil_tracking != 0);
+}
+
 /* dump(path, current=False) -> bytes: write the peak's (or the current) allocations. */
 static PyObject *py_dump(PyObject *self, PyObject *args) {
     (void)self;
@@ -219,6 +224,7 @@ static PyMethodDef methods[] = {
     {"preloaded", py_preloaded, METH_NOARGS, "True if this library is the process's allocator."},
     {"start", py_start, METH_VARARGS, "start(hidden_files, cut_at_caller): begin tracking afresh."},
     {"stop", py_stop, METH_NOARGS, "Stop tracking."},
+    {"tracking", py_tracking, METH_NOARGS, "True while allocations are being recorded."},
     {"dump", py_dump, METH_VARARGS, "dump(path, current=False) -> total bytes written."},
     {"stats", py_stats, METH_NOARGS, "(live bytes, peak bytes, profiler's own bytes)"},
     {"oom_configure", py_oom_configure, METH_VARARGS,

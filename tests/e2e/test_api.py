@@ -173,3 +173,66 @@ def test_runtime_error_outside_fil_profile_python(tmp_path):
     assert first.startswith("RuntimeError:") and "fil-profile python yourscript.py" in first
     assert second == "called []", "the function must not run without the profiler"
     assert not out.exists()
+
+
+NESTED_UNDER_RUN = """\
+import sys
+from filprofiler.api import profile
+
+before = bytearray(30 * 1024 * 1024)            # @before
+
+def work():
+    block = bytearray(50 * 1024 * 1024)           # @block
+    return len(block)
+
+print(profile(work, sys.argv[1]))
+print(profile(work, sys.argv[1]))
+after = bytearray(100 * 1024 * 1024)            # @after
+"""
+
+
+def test_profile_under_fil_profile_run_keeps_the_whole_program_report(run_fil, tmp_path):
+    """Under `fil-profile run` the whole program is tracked already: profile() must not start
+    afresh (which would leave the report at exit with the function's data only) nor stop
+    tracking when it returns (which would lose the rest of the program)."""
+    out = tmp_path / "function-report"
+    proc, _, prof = run_fil(NESTED_UNDER_RUN, str(out))
+    assert proc.stdout.decode() == "52428800\n52428800\n"
+    warnings = [l for l in proc.stderr.decode().splitlines() if "profile() wrote no report" in l]
+    assert len(warnings) == 1, proc.stderr.decode()   # once, for two calls
+    assert str(out) in warnings[0] and "fil-profile python" in warnings[0]
+    assert not out.exists()
+    # The peak is at the end, after both calls: what was allocated before and after them.
+    assert_close(bytes_at(prof, "script.py:%d" % line_of(NESTED_UNDER_RUN, "before")), 30 * MiB,
+                 rel=0.01, what=describe(prof))
+    assert_close(bytes_at(prof, "script.py:%d" % line_of(NESTED_UNDER_RUN, "after")), 100 * MiB,
+                 rel=0.01, what=describe(prof))
+    assert bytes_at(prof, "script.py:%d" % line_of(NESTED_UNDER_RUN, "block")) == 0
+
+
+NESTED_CALLS = """\
+import sys
+from filprofiler.api import profile
+
+def inner():
+    return len(bytearray(20 * 1024 * 1024))       # @inner
+
+def outer():
+    kept = bytearray(10 * 1024 * 1024)            # @outer
+    return profile(inner, sys.argv[2]) + len(kept)
+
+print(profile(outer, sys.argv[1]))
+"""
+
+
+def test_profile_inside_profile_reports_once_for_the_outer_call(tmp_path):
+    outer_dir, inner_dir = tmp_path / "outer", tmp_path / "inner"
+    proc = fil_python(tmp_path, NESTED_CALLS, str(outer_dir), str(inner_dir))
+    assert proc.stdout == "%d\n" % (30 * MiB)
+    assert "profile() wrote no report to %s" % inner_dir in proc.stderr
+    assert not inner_dir.exists()
+    prof = report(outer_dir)
+    assert_close(bytes_at(prof, "script.py:%d" % line_of(NESTED_CALLS, "outer")), 10 * MiB,
+                 rel=0.01, what=describe(prof))
+    assert_close(bytes_at(prof, "script.py:%d" % line_of(NESTED_CALLS, "inner")), 20 * MiB,
+                 rel=0.01, what=describe(prof))
