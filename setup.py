@@ -13,8 +13,21 @@ from setuptools.command.build_ext import build_ext
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def build_error(message):
+    """A build problem the user can fix, in one line rather than a compiler's or make's output."""
+    sys.stderr.write("filprofiler: %s\n" % message)
+    sys.exit(1)
+
+
 class MakeBuildExt(build_ext):
     def build_extension(self, ext):
+        if not sys.platform.startswith("linux"):
+            build_error("this version runs on Linux only (it preloads itself into Python through "
+                        "the dynamic linker's LD_PRELOAD); use a Linux machine or container")
+        compiler = (os.environ.get("CC") or "cc").split()[0]
+        if shutil.which("make") is None or shutil.which(compiler) is None:
+            build_error("building the C core needs make and a C compiler; on Debian or Ubuntu: "
+                        "apt-get install build-essential")
         suffix = sysconfig.get_config_var("EXT_SUFFIX")
         build_dir = os.path.abspath(os.path.join(self.build_temp, "fil-core"))
         cmd = ["make", "-C", HERE, "lib", "BUILD=" + build_dir, "PYTHON=" + sys.executable,
