@@ -76,6 +76,26 @@ def biggest_call_sites(sites, n=SUMMARY_SITES):
     return [(text, count) for text, (count, _) in ranked[:n]]
 
 
+def to_stderr(text):
+    """Write the profiler's own lines to the process's standard error itself (fd 2), after what
+    the program wrote there: the program may have replaced sys.stderr (a log capture, a progress
+    bar) or closed it, and our lines are not its business."""
+    for stream in (sys.stderr, sys.__stderr__):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "backslashreplace")
+    try:
+        while data:
+            data = data[os.write(2, data):]
+    except OSError:
+        pass  # no standard error to write to
+
+
 def mib(n):
     return "%.1f MiB" % (n / MIB)
 
@@ -131,8 +151,8 @@ def write_peak_report(base, command_line, label="Peak tracked memory"):
             advice = "the disk is full or a file size limit was reached; no report was kept"
         else:
             advice = "choose a writable directory with -o DIR"
-        sys.stderr.write(PREFIX + "error: could not write the report in %s: %s; %s\n"
-                         % (where, e.strerror or e, advice))
+        to_stderr(PREFIX + "error: could not write the report in %s: %s; %s\n"
+                  % (where, e.strerror or e, advice))
         if run_dir and os.path.isdir(run_dir):
             import shutil
 
@@ -151,8 +171,7 @@ def print_summary(label, total, top, index):
         out.append(PREFIX + "Biggest call sites:")
         for frame, count in top:
             out.append(PREFIX + "  %10s  %s" % (mib(count), frame))
-    sys.stderr.write("\n".join(out) + "\n")
-    sys.stderr.flush()
+    to_stderr("\n".join(out) + "\n")
 
 
 def open_in_browser(index):

@@ -50,7 +50,10 @@ def _at_exit(out_dir, open_browser, command_line):
             _report.open_in_browser(index)
     if _state["sigint"]:
         # Plain python ends an uncaught KeyboardInterrupt by dying of SIGINT; so do we.
-        sys.stderr.flush()
+        try:
+            sys.stderr.flush()
+        except Exception:
+            pass
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
 

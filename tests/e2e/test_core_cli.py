@@ -407,6 +407,31 @@ def test_summary_on_stderr(run_fil):
     assert ":" not in os.path.basename(report)
 
 
+@pytest.mark.parametrize("replacement", ["io.StringIO()", "Sink()"])
+def test_summary_reaches_stderr_when_the_program_replaced_sys_stderr(run_fil, replacement):
+    """A program that captures sys.stderr (a log handler, a progress bar, an object with no
+    flush()) still leaves the summary on the process's standard error, after its own output."""
+    script = textwrap.dedent("""
+        import io, sys
+        class Sink:
+            def write(self, s):
+                return len(s)
+        big = bytearray(20 << 20)  # @big
+        sys.stderr.write("the program's last words\\n")
+        sys.stderr = %s
+    """ % replacement)
+    proc, report, prof = run_fil(script, expect_exit=None)
+    err = proc.stderr.decode()
+    assert err.startswith("the program's last words\n"), err
+    lines = fil_lines(proc.stderr)
+    assert any(l.startswith("=fil-profile= Peak tracked memory: 20.") for l in lines), err
+    assert any(os.path.join(report, "index.html") in l for l in lines), err
+    # Exactly as without the profiler (plain python exits 120 when a replaced stream cannot be
+    # flushed at shutdown).
+    plain = run_plain(script, cwd=run_fil.tmp_path)
+    assert proc.returncode == plain.returncode, (proc.returncode, plain.returncode)
+
+
 # ---- the launcher's own option parsing ----
 
 PLAIN_CASES = [
