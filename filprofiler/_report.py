@@ -13,17 +13,26 @@ PREFIX = "=fil-profile= "
 MIB = 1024 * 1024
 
 
-# Frames not shown in reports: the import machinery between an `import` line and the imported
-# module's own lines, and runpy's frames between the launcher and `run -m`'s module.
-IMPORTLIB_FILES = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
+# Frames not shown in reports: the import machinery between an `import` line (or a call of
+# importlib.import_module) and the imported module's own lines, and runpy's frames between the
+# launcher and `run -m`'s module.
+IMPORTLIB_FILES = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>",
+                   "<frozen zipimport>")
 
 
 def hidden_files():
+    import importlib.util
     import runpy
 
-    # runpy is frozen in 3.11+: its frames' file is "<frozen runpy>", not runpy.__file__.
-    return [os.path.abspath(runpy.__file__), runpy.run_path.__code__.co_filename,
-            *IMPORTLIB_FILES]
+    # Each module by its source path and by the file name its code carries: some are frozen
+    # (runpy's frames say "<frozen runpy>" in 3.11), and whether is up to how Python was built.
+    files = list(IMPORTLIB_FILES)
+    for module, function in ((runpy, runpy.run_path), (importlib, importlib.import_module),
+                             (importlib.util, importlib.util.find_spec)):
+        for name in (os.path.abspath(module.__file__), function.__code__.co_filename):
+            if name not in files:
+                files.append(name)
+    return files
 
 
 def _core():

@@ -45,9 +45,9 @@ static PyObject *py_start(PyObject *self, PyObject *args) {
     }
     PyObject *seq = PySequence_Fast(hidden, "hidden files must be a sequence of str");
     if (!seq) return NULL;
-    const char *files[8];
+    const char *files[FIL_MAX_HIDDEN];
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    if (n > 8) n = 8;
+    if (n > FIL_MAX_HIDDEN) n = FIL_MAX_HIDDEN;
     for (Py_ssize_t i = 0; i < n; i++) {
         files[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i));
         if (!files[i]) { Py_DECREF(seq); return NULL; }

@@ -2,7 +2,9 @@
 #ifndef FIL_PYSTACK_H
 #define FIL_PYSTACK_H
 
-/* Frames from these files are not shown (e.g. runpy's, for `run -m`). Copies the strings. */
+/* Frames from these files are not shown (e.g. runpy's, for `run -m`). Copies the strings; the
+   first FIL_MAX_HIDDEN are kept. */
+#define FIL_MAX_HIDDEN 16
 int _fil_pystack_set_hidden(const char *const *files, int count);
 /* Install the Python stack provider. With cut_at_caller, stacks of the calling thread stop below
    the Python frame that called (so a report starts at the code that frame runs). GIL held. */

@@ -33,8 +33,7 @@
 #include <string.h>
 
 /* Files whose frames are not shown (the launcher's runpy frames); set before tracking starts. */
-#define MAX_HIDDEN 8
-static struct { char *bytes; size_t len; } hidden[MAX_HIDDEN];
+static struct { char *bytes; size_t len; } hidden[FIL_MAX_HIDDEN];
 static int nhidden;
 
 /* The frame below which nothing is shown: the launcher's frame that runs the user's code.
@@ -436,7 +435,7 @@ int _fil_pystack_set_hidden(const char *const *files, int count) {
     _fil_callsite_forget_positions();   /* cached positions know what was hidden before */
     next_epoch();                       /* and so do the threads' memos */
     nhidden = 0;
-    for (int i = 0; i < count && nhidden < MAX_HIDDEN; i++) {
+    for (int i = 0; i < count && nhidden < FIL_MAX_HIDDEN; i++) {
         size_t len = strlen(files[i]);
         char *copy = _fil_arena_alloc(len + 1);
         if (!copy) break;

@@ -239,6 +239,36 @@ def test_every_stack_starts_at_the_scripts_module(run_fil):
             assert "filprofiler" not in f.file and "runpy" not in f.file, stack
 
 
+def test_imported_modules_sit_right_under_the_importing_line(run_fil, tmp_path):
+    """Between an `import` statement, or a call of importlib.import_module or of
+    importlib.util's loaders, and the imported module's own lines, the import system's frames
+    are not shown: a module's allocation is charged to its line, under the line that imported
+    it."""
+    (tmp_path / "by_statement.py").write_text("kept = bytearray(7 << 20)\n")
+    (tmp_path / "by_call.py").write_text("kept = bytearray(9 << 20)\n")
+    (tmp_path / "by_spec.py").write_text("kept = bytearray(11 << 20)\n")
+    script = textwrap.dedent("""\
+        import importlib, importlib.util, sys
+        sys.path.insert(0, %r)
+        import by_statement  # @statement
+        by_call = importlib.import_module("by_call")  # @call
+        spec = importlib.util.spec_from_file_location("by_spec", %r)
+        by_spec = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(by_spec)  # @spec
+        """ % (str(tmp_path), str(tmp_path / "by_spec.py")))
+    proc, report, prof = run_fil(script)
+    for module, tag, size in (("by_statement", "statement", 7), ("by_call", "call", 9),
+                              ("by_spec", "spec", 11)):
+        stacks = [s for s in prof if s[-1].file.endswith(module + ".py")]
+        assert stacks, describe(prof)
+        for stack in stacks:
+            where = [(f.file.rsplit("/", 1)[-1], f.line, f.func) for f in stack]
+            assert where == [("script.py", line_of(script, tag), "<module>"),
+                             (module + ".py", 1, "<module>")], where
+        assert_close(bytes_at(prof, "%s.py:1" % module), size * MiB, rel=0.01,
+                     what=describe(prof))
+
+
 NO_PYTHON_LIB = r"""
 /* Preloaded (LD_PRELOAD) by the test: its constructor starts a thread before Python and the
    profiler's tracking exist. The thread polls `nopy_request` for a size, allocates it (and keeps
