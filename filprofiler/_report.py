@@ -42,16 +42,20 @@ def _core():
 
 
 def new_run_dir(base):
-    """base/<timestamp>/, created; a timestamp without ':' so it is a valid name everywhere."""
+    """base/<timestamp>/, created; a timestamp without ':' so it is a valid name everywhere.
+    Never one that exists already, even when other processes profiled with the same -o (jobs
+    run side by side) make theirs in the same millisecond: creating it is the test."""
     stamp = time.strftime("%Y-%m-%dT%H-%M-%S")
     ms = "%03d" % (int(time.time() * 1000) % 1000)
-    path = os.path.join(base, stamp + "." + ms)
+    os.makedirs(base, exist_ok=True)
     n = 1
-    while os.path.exists(path):
-        n += 1
-        path = os.path.join(base, "%s.%s-%d" % (stamp, ms, n))
-    os.makedirs(path)
-    return path
+    while True:
+        path = os.path.join(base, "%s.%s" % (stamp, ms) + ("-%d" % n if n > 1 else ""))
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            n += 1
 
 
 def render(prof, out_dir, kind, command_line=None, note=None):

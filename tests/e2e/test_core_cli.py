@@ -348,6 +348,24 @@ def test_relative_output_directory_is_where_the_command_ran(tmp_path):
     assert "Report: %s" % (runs[-1] / "index.html") in proc.stderr.decode()
 
 
+def test_run_directories_never_collide(tmp_path, monkeypatch):
+    """Jobs run side by side with the same -o can finish in the same millisecond: each report
+    gets a directory of its own, found by creating it rather than by looking first (which
+    another process can beat). Here the clock stands still and every look says "free", as it
+    would for a process that looked just before another created the directory."""
+    from filprofiler import _report
+
+    monkeypatch.setattr(_report.time, "time", lambda: 1_700_000_000.5)
+    monkeypatch.setattr(_report.time, "strftime", lambda fmt: "2026-01-01T00-00-00")
+    monkeypatch.setattr(_report.os.path, "exists", lambda p: False)
+    base = tmp_path / "reports" / "nested"
+    made = [_report.new_run_dir(str(base)) for _ in range(5)]
+    assert len(set(made)) == 5
+    assert sorted(os.listdir(base)) == sorted(os.path.basename(m) for m in made)
+    assert os.path.basename(made[0]) == "2026-01-01T00-00-00.500"
+    assert os.path.basename(made[1]) == "2026-01-01T00-00-00.500-2"
+
+
 def test_missing_script(tmp_path):
     proc = fil("-o", "out", "--no-browser", "run", "does_not_exist.py", cwd=tmp_path)
     assert_one_line_error(proc)
