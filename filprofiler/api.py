@@ -44,6 +44,7 @@ def _warn_nested(path):
     if _warned_nested:
         return
     _warned_nested = True
+    # sys.stderr, not _report.to_stderr's fd 2: in a notebook this is where the user looks.
     sys.stderr.write(
         _report.PREFIX + "warning: profile() wrote no report to %s: memory is already being "
         "profiled (by `fil-profile run`, or an enclosing profile() or %%%%filprofile), and that "

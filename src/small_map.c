@@ -78,7 +78,8 @@ FIL_NOINLINE uint32_t *_fil_small_side_miss(uintptr_t p) {
     cache_side(p & ~(REGION - 1), side);
     return side;
 }
-static size_t side_bytes;                /* side tables mapped, for the own-memory figure */
+static size_t side_bytes;                /* side tables mapped (_fil_small_bytes); the own-memory
+                                            figure counts their resident pages instead */
 static int adopt_failed;                 /* a heap side table could not be mapped: stop trying */
 
 /* The leaf covering p, made on first use; NULL when no memory is left for it. */
