@@ -17,6 +17,7 @@
 #include "prim.h"
 #include "pystack.h"
 
+#include <errno.h>
 #include <sys/mman.h>
 
 static PyMemAllocatorEx prev_mem, prev_obj;
@@ -72,10 +73,28 @@ static void w_free(void *ctx, void *p) {
     a->free(a->ctx, p);
 }
 
-/* Arenas come with a side table where their blocks are recorded (small_map.c); if that mapping
-   is refused, a plain one still serves the program and its blocks go to the allocation table. */
+/* The arena allocator serves two clients. pymalloc asks for its arenas from inside an object
+   allocation, which while tracking comes through the wrappers above, guard set. Whatever asks
+   with the guard down while tracking is something else: the interpreter's frame stack growing
+   by a chunk (16 KiB and up; deep recursion takes many), or an extension using the same entry
+   point (_PyObject_VirtualAlloc). That memory holds no tracked blocks, so it is tracked as a
+   mapping of its own, charged to the line whose call needed it, as it would be without the
+   profiler (the default arena allocator is an anonymous mmap).
+
+   pymalloc's arenas come with a side table where their blocks are recorded (small_map.c); if
+   that mapping is refused, a plain one still serves the program and its blocks go to the
+   allocation table. */
 static void *arena_alloc(void *ctx, size_t size) {
     (void)ctx;
+    if (active()) {
+        _fil_tl_guard++;
+        void *p = prim_sys_mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                                -1, 0);
+        if (p != MAP_FAILED) _fil_track_mmap(p, size);
+        else if (errno == ENOMEM) _fil_oom_on_failure(size);
+        _fil_tl_guard--;
+        return p == MAP_FAILED ? NULL : p;
+    }
     void *p = _fil_small_arena_map(size);
     if (p) return p;
     p = prim_sys_mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -84,7 +103,13 @@ static void *arena_alloc(void *ctx, size_t size) {
 
 static void arena_free(void *ctx, void *p, size_t size) {
     (void)ctx;
-    if (!_fil_small_arena_unmap(p, size)) prim_sys_munmap(p, size);
+    if (_fil_small_arena_unmap(p, size)) return;
+    if (active()) {   /* a frame-stack chunk, tracked if it was allocated while tracking */
+        _fil_tl_guard++;
+        _fil_track_munmap(p, size);
+        _fil_tl_guard--;
+    }
+    prim_sys_munmap(p, size);
 }
 
 void _fil_pyalloc_install(void) {

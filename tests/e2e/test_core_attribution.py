@@ -423,3 +423,38 @@ def test_stacks_deeper_than_64_frames_that_differ_near_the_top(run_fil):
                         start, run_line, bottom, leaf, got, describe(prof))
     assert_close(bytes_at(prof, L("top_first")) + bytes_at(prof, L("top_second")), 24 * MiB,
                  what=describe(prof))
+
+
+DEEP_RECURSION = """\
+    import sys
+    sys.setrecursionlimit(100_000)
+    def rec(n):
+        if n == 0:
+            return 0
+        return rec(n - 1) + 1  # @recurse
+    rec(DEPTH)  # @start
+    """
+
+
+def test_deep_recursion_frame_stack_is_memory_of_the_recursing_line(run_fil):
+    """Python's frames live in a stack the interpreter grows by chunks taken from the arena
+    allocator (16 KiB each, a few dozen frames). 40,000 frames deep that is several MiB, real
+    memory like any other (without a profiler it is an anonymous mapping): it is charged to the
+    recursive call line whose call needed a new chunk."""
+    script = DEEP_RECURSION.replace("DEPTH", "40_000")
+    _, _, prof = run_fil(script)
+    L = lines(script)
+    at_recursion = bytes_at(prof, L("recurse"))
+    # Each frame takes at least its header (9 words in 3.11) and at most a few hundred bytes.
+    assert 40_000 * 72 <= at_recursion <= 40_000 * 512, describe(prof)
+    assert at_recursion >= 0.9 * total(prof), describe(prof)
+
+
+def test_frame_stack_chunks_are_given_back_when_the_recursion_returns(run_fil):
+    """Unwinding frees the chunks: a later, larger allocation is the peak, with the recursion's
+    frames no longer in it."""
+    script = DEEP_RECURSION.replace("DEPTH", "40_000") + "big = bytearray(24 << 20)  # @big\n"
+    _, _, prof = run_fil(script)
+    L = lines(script)
+    assert_close(bytes_at(prof, L("big")), 24 * MiB, what=describe(prof))
+    assert bytes_at(prof, L("recurse")) < 64 * 1024, describe(prof)
