@@ -2,8 +2,8 @@
 
 numpy arrays in nested functions (full stack, every line), a later larger total that was never
 alive at one time, a peak reached thousands of times, Python threads alive at the peak,
-generators and coroutines, threads that run on after the main thread ends, and memory that
-has no Python context at all.
+generators and coroutines, threads that run on after the main thread ends, memory that has no
+Python context at all, and the interpreter's own frame stack under deep recursion.
 """
 import os
 import re
