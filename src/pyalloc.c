@@ -14,10 +14,8 @@
 
 #include "fil_internal.h"
 #include "oom.h"
-#include "prim.h"
 #include "pystack.h"
 
-#include <errno.h>
 #include <sys/mman.h>
 
 static PyMemAllocatorEx prev_mem, prev_obj;
@@ -77,39 +75,24 @@ static void w_free(void *ctx, void *p) {
    allocation, which while tracking comes through the wrappers above, guard set. Whatever asks
    with the guard down while tracking is something else: the interpreter's frame stack growing
    by a chunk (16 KiB and up; deep recursion takes many), or an extension using the same entry
-   point (_PyObject_VirtualAlloc). That memory holds no tracked blocks, so it is tracked as a
-   mapping of its own, charged to the line whose call needed it, as it would be without the
-   profiler (the default arena allocator is an anonymous mmap).
+   point (_PyObject_VirtualAlloc). That memory holds no tracked blocks: it gets what the default
+   arena allocator does, an anonymous mmap, which the mmap hook (hooks.c) tracks and charges to
+   the line whose call needed it, and munmap gives it back.
 
    pymalloc's arenas come with a side table where their blocks are recorded (small_map.c); if
    that mapping is refused, a plain one still serves the program and its blocks go to the
-   allocation table. */
+   allocation table (the hooks pass both calls through: the guard is set, or not tracking). */
 static void *arena_alloc(void *ctx, size_t size) {
     (void)ctx;
-    if (active()) {
-        _fil_tl_guard++;
-        void *p = prim_sys_mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                                -1, 0);
-        if (p != MAP_FAILED) _fil_track_mmap(p, size);
-        else if (errno == ENOMEM) _fil_oom_on_failure(size);
-        _fil_tl_guard--;
-        return p == MAP_FAILED ? NULL : p;
-    }
-    void *p = _fil_small_arena_map(size);
+    void *p = active() ? NULL : _fil_small_arena_map(size);
     if (p) return p;
-    p = prim_sys_mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
 
 static void arena_free(void *ctx, void *p, size_t size) {
     (void)ctx;
-    if (_fil_small_arena_unmap(p, size)) return;
-    if (active()) {   /* a frame-stack chunk, tracked if it was allocated while tracking */
-        _fil_tl_guard++;
-        _fil_track_munmap(p, size);
-        _fil_tl_guard--;
-    }
-    prim_sys_munmap(p, size);
+    if (!_fil_small_arena_unmap(p, size)) munmap(p, size);
 }
 
 void _fil_pyalloc_install(void) {
