@@ -132,10 +132,11 @@ static inline int _fil_small_spilled(uintptr_t p) {
            (*fil_small_leaf_slot(p))->spilled[fil_small_region_index(p)] != 0;
 }
 void _fil_small_clear(void);
-size_t _fil_small_bytes(void);   /* side tables mapped, in bytes */
+size_t _fil_small_bytes(void);   /* side tables mapped, in bytes (walks the directory) */
 /* Resident bytes of the side tables and directory leaves; *leaves_mapped: the leaves' mapped
-   bytes, which prim_pages_in_use counts. Caller holds the lock. */
-size_t _fil_small_resident(size_t *leaves_mapped);
+   bytes, which prim_pages_in_use counts; *sides_mapped: the side tables'. Caller holds the
+   lock. */
+size_t _fil_small_resident(size_t *leaves_mapped, size_t *sides_mapped);
 
 /* ---- range_table.c: live anonymous mappings, [start, start+len) -> callsite ---- */
 /* A sorted array of disjoint ranges; mappings are few (thousands), unmaps may be partial. */

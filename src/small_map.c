@@ -78,8 +78,6 @@ FIL_NOINLINE uint32_t *_fil_small_side_miss(uintptr_t p) {
     cache_side(p & ~(REGION - 1), side);
     return side;
 }
-static size_t side_bytes;                /* side tables mapped (_fil_small_bytes); the own-memory
-                                            figure counts their resident pages instead */
 static int adopt_failed;                 /* a heap side table could not be mapped: stop trying */
 
 /* The leaf covering p, made on first use; NULL when no memory is left for it. */
@@ -118,7 +116,6 @@ void *_fil_small_arena_map(size_t size) {
     int ok = side && !*side;   /* not a heap region's */
     if (ok) {
         *side = (uint32_t *)(a + size);
-        side_bytes += total - size;
         cache_side(a, *side);
     }
     _fil_unlock();
@@ -135,7 +132,6 @@ int _fil_small_arena_unmap(void *arena, size_t size) {
     int ours = slot && *slot == (uint32_t *)(a + size);
     if (ours) {
         *slot = NULL;
-        side_bytes -= side_len(a, (uint32_t *)(a + size));
         cache_side(a, NULL);
     }
     _fil_unlock();
@@ -172,7 +168,6 @@ uint32_t *_fil_small_adopt(uintptr_t p) {
         return NULL;
     }
     *side = t;
-    side_bytes += len;
     cache_side(base, t);
     leaf->seen[i] = 0;
     leaf->stretches[i] = 0;
@@ -212,12 +207,10 @@ void _fil_small_clear(void) {
     _fil_small_spill_unknown = 0;
 }
 
-size_t _fil_small_bytes(void) { return side_bytes; }
-
 /* Caller holds the lock. Side tables are mapped whole but only touched under blocks in use, and
    directory leaves only where regions are: their resident bytes are what they cost. */
-size_t _fil_small_resident(size_t *leaves_mapped) {
-    size_t resident = 0, leaves = 0;
+size_t _fil_small_resident(size_t *leaves_mapped, size_t *sides_mapped) {
+    size_t resident = 0, leaves = 0, sides = 0;
     for (size_t t = 0; t < (1u << TOP_BITS); t++) {
         leaf_t *leaf = _fil_small_top[t];
         if (!leaf) continue;
@@ -227,9 +220,20 @@ size_t _fil_small_resident(size_t *leaves_mapped) {
             uint32_t *side = leaf->side[i];
             if (!side) continue;
             uintptr_t base = (uintptr_t)((t << LEAF_BITS) | i) << REGION_BITS;
-            resident += prim_resident_bytes(side, side_len(base, side));
+            size_t len = side_len(base, side);
+            sides += len;
+            resident += prim_resident_bytes(side, len);
         }
     }
     *leaves_mapped = leaves;
+    *sides_mapped = sides;
     return resident;
+}
+
+size_t _fil_small_bytes(void) {
+    size_t leaves, sides;
+    _fil_lock();
+    _fil_small_resident(&leaves, &sides);
+    _fil_unlock();
+    return sides;
 }

@@ -295,8 +295,8 @@ void _fil_track_stats(uint64_t *live, uint64_t *peak_bytes) {
 
 uint64_t _fil_track_own_bytes(void) {
     _fil_lock();
-    size_t leaves, reserve;
-    size_t small = _fil_small_resident(&leaves);
+    size_t leaves, sides, reserve;
+    size_t small = _fil_small_resident(&leaves, &sides);
     size_t oom = _fil_oom_reserve_resident(&reserve);
     uint64_t own = prim_pages_in_use() - leaves - reserve + small + oom;
     _fil_unlock();
