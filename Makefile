@@ -7,6 +7,8 @@
 #   make test-c                      C unit tests
 #   make test-c SANITIZE=address,undefined   the same under ASan+UBSan (or SANITIZE=thread)
 #   make WERROR=1 ...                warnings are errors (CI sets it)
+#   make lib CHECK_STACKS=1          a library that checks every cached stack against a full walk
+#                                    and aborts on a difference (the tests build one; slow)
 
 PYTHON ?= python3
 CC ?= cc
@@ -14,11 +16,15 @@ BUILD ?= build
 PY_INCLUDE ?= $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 EXT_SUFFIX ?= .so
 WERROR ?= 0
+CHECK_STACKS ?= 0
 
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -O2 -g -fPIC -Wall -Wextra -fvisibility=hidden \
               -fno-strict-aliasing -fexceptions -Isrc
 ifeq ($(WERROR),1)
 CFLAGS_BASE += -Werror
+endif
+ifeq ($(CHECK_STACKS),1)
+CFLAGS_BASE += -DFIL_CHECK_STACKS
 endif
 # Link-time optimization lets the hooks, the engine and the tables inline into each other (the
 # hot path crosses four files per allocation). Not with sanitizers, whose reports it blurs.

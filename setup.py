@@ -29,11 +29,19 @@ class MakeBuildExt(build_ext):
             build_error("building the C core needs make and a C compiler; on Debian or Ubuntu: "
                         "apt-get install build-essential")
         suffix = sysconfig.get_config_var("EXT_SUFFIX")
-        build_dir = os.path.abspath(os.path.join(self.build_temp, "fil-core"))
+        # One build directory per variant: make decides what to rebuild by timestamps alone.
+        variant = "fil-core"
+        if os.environ.get("FIL_CHECK_STACKS") == "1":
+            variant += "-check"
+        if os.environ.get("FIL_SANITIZE"):
+            variant += "-" + os.environ["FIL_SANITIZE"].replace(",", "-")
+        build_dir = os.path.abspath(os.path.join(self.build_temp, variant))
         cmd = ["make", "-C", HERE, "lib", "BUILD=" + build_dir, "PYTHON=" + sys.executable,
                "EXT_SUFFIX=" + suffix, "PY_INCLUDE=" + sysconfig.get_paths()["include"]]
         if os.environ.get("FIL_WERROR") == "1":
             cmd.append("WERROR=1")
+        if os.environ.get("FIL_CHECK_STACKS") == "1":
+            cmd.append("CHECK_STACKS=1")
         if os.environ.get("FIL_SANITIZE"):
             cmd.append("SANITIZE=" + os.environ["FIL_SANITIZE"])
         subprocess.check_call(cmd)

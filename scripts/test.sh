@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: system packages, a virtualenv, the package built
 # with warnings as errors, the C unit tests (plain, ASan+UBSan, TSan), a bounded fuzzing run of
-# the renderer and the pytest suite.
+# the renderer, the pytest suite, and the end-to-end suite again on a self-checking build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/system-packages.sh
@@ -30,3 +30,12 @@ echo "== End-to-end tests"
 # The pytest script, not `python -m pytest`: that would put the source tree, whose filprofiler/
 # has no compiled library, ahead of the installed package on sys.path.
 .venv/bin/pytest tests -q -p no:cacheprovider "$@"
+echo "== End-to-end tests again, against a library that checks every cached stack by a full walk"
+# The same package built with CHECK_STACKS=1 into build/checked, found first through PYTHONPATH
+# by the tests and the processes they profile: a stack the cache gets wrong stops the program.
+rm -rf build/checked
+FIL_WERROR=1 FIL_CHECK_STACKS=1 .venv/bin/pip install -q --no-deps --target build/checked .
+PYTHONPATH="$PWD/build/checked" .venv/bin/python -c "import sys, filprofiler._env as e
+p = e.library_path()
+sys.exit(0 if '/build/checked/' in p else 'the self-checking build is not the one found: ' + p)"
+PYTHONPATH="$PWD/build/checked" .venv/bin/pytest tests/e2e -q -p no:cacheprovider "$@"

@@ -290,6 +290,10 @@ typedef struct fil_thread_s {
     uint32_t cache_depth;        /* entries valid in cache[], root first */
     uint32_t cache_rising;       /* cache[0, cache_rising) has rising frame addresses */
     callsite_t cache_base;       /* root node the cached stack hangs from */
+    /* pystack_311.c: where the mark under the cached top frame was left (NULL: none), and the
+       stack depth of the frame holding it then */
+    const void *mark_at;
+    int32_t mark_depth;
     callsite_t fallback_parent;  /* native threads: the inherited stack the marker hangs from */
     callsite_t fallback_node;    /* ... and its "[native thread ...]" child, interned once */
     atomic_int lock_busy;        /* lock.c: inside the lock on the biased fast path */

@@ -28,6 +28,11 @@
 
 #include "fil_internal.h"
 #include "pystack.h"
+#ifdef FIL_CHECK_STACKS
+#include "prim.h"
+#include <stdio.h>
+#include <stdlib.h>
+#endif
 
 #include <pthread.h>
 #include <string.h>
@@ -271,6 +276,50 @@ static inline void fill_entry(frame_cache_entry_t *e, _PyInterpreterFrame *f) {
     e->lasti = (int32_t)_PyInterpreterFrame_LASTI(f);
 }
 
+/* An unchanged stack found in a few loads, for the common case: the top frame was called from
+   Python by the frame under it, not through C (is_entry false). That caller is then suspended in
+   the call with its stack depth saved (stacktop), and the stack slot at that depth is dead: the
+   callee's return value will be written there. When the cache is filled with such a top, a mark
+   is written into that slot. Later, if the top frame is at the same address and still not an
+   entry frame, its caller at the same address with the same saved depth, and the mark still in
+   place, then the top frame is the one cached, so none of the frames under it has changed and
+   only the top's own instruction needs comparing:
+     - had the cached top returned, its return value would have replaced the mark;
+     - had it left by an exception, the frame now under the top (the same, or a new one at that
+       address) would be suspended in the call that pushed the current top, with the same saved
+       depth: the lowest operand of that call, pushed after the cached top left, would sit in
+       that very slot.
+   The interpreter stores only object pointers and NULL in stack slots, and never reads one at or
+   above the saved depth (the cycle GC and frame copies stop below it), so it never sees the
+   mark. Only the thread's own frames are marked: a native thread charged to a waiting Python
+   thread must not write into frames that may resume meanwhile. */
+#define FRAME_MARK ((PyObject *)(uintptr_t)0x46494c2d4d41524bULL)   /* "FIL-MARK": odd */
+
+static inline int mark_holds(const fil_thread_t *ts, const _PyInterpreterFrame *top,
+                             const void *stop) {
+    const frame_cache_entry_t *c = ts->cache;
+    uint32_t d = ts->cache_depth;
+    const _PyInterpreterFrame *caller = top->previous;
+    return caller == c[d - 1].below && !top->is_entry && caller->stacktop == ts->mark_depth &&
+           *(PyObject *const *)ts->mark_at == FRAME_MARK &&
+           c[0].below == stop;
+}
+
+/* After the cache was filled for top: mark it if it qualifies (see above). */
+static FIL_NOINLINE void leave_mark(fil_thread_t *ts, _PyInterpreterFrame *top) {
+    uint32_t d = ts->cache_depth;
+    ts->mark_at = NULL;
+    if (!top || d < 2 || ts->cache_base != CALLSITE_NO_PYTHON || top->is_entry) return;
+    _PyInterpreterFrame *caller = top->previous;
+    if (caller != ts->cache[d - 2].frame || ts->cache[d - 1].frame != top) return;
+    int depth = caller->stacktop;
+    PyCodeObject *code = caller->f_code;
+    if (depth < code->co_nlocalsplus || depth >= code->co_nlocalsplus + code->co_stacksize) return;
+    caller->localsplus[depth] = FRAME_MARK;
+    ts->mark_at = &caller->localsplus[depth];
+    ts->mark_depth = depth;
+}
+
 /* The calling thread's thread state, or NULL. Most allocations come from the thread holding the
    GIL, whose state the runtime keeps in one global: one load and a compare of what 3.11 stores
    as thread_id with pthread_self() (kept in ts) instead of a thread-specific-data lookup. */
@@ -352,12 +401,25 @@ static FIL_NOINLINE callsite_t walk_slow(fil_thread_t *ts, PyThreadState *tstate
    99% of the walks in a pandas job, whose stacks average 12 frames). It, or the walk in
    walk_slow, finds the outermost frame that differs from the cache, and only the frames above
    it are read again. */
-static FIL_ALWAYS_INLINE callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate) {
+static FIL_NOINLINE callsite_t after_refill(fil_thread_t *ts, _PyInterpreterFrame *top, int own,
+                                            callsite_t cs) {
+    if (own) leave_mark(ts, top);
+    else ts->mark_at = NULL;
+    return cs;
+}
+
+static FIL_ALWAYS_INLINE callsite_t take_stack(fil_thread_t *ts, PyThreadState *tstate, int own) {
     if (FIL_UNLIKELY(!tstate->cframe)) return ts->inherited;
     _PyInterpreterFrame *top = tstate->cframe->current_frame;
     _PyInterpreterFrame *stop = tstate == cut_tstate ? cut_frame : NULL;
     frame_cache_entry_t *c = ts->cache;
     uint32_t d = ts->cache_depth;
+    /* 0. The top frame marked as the one cached (leave_mark): only its instruction to compare. */
+    if (own && ts->mark_at && FIL_LIKELY(c[d - 1].frame == (const void *)top) &&
+        FIL_LIKELY(mark_holds(ts, top, stop))) {
+        return FIL_LIKELY(top->prev_instr == c[d - 1].instr) ? c[d - 1].node
+                                                              : refill_top(ts, top, d - 1, d);
+    }
     /* 1. Frames at the cached addresses, all inside the data-stack chunk in use (so mapped
        whatever happened since): check the chain link by link from the cache, loads that do not
        wait on one another, instead of chasing `previous` pointers one miss at a time. (A
@@ -373,16 +435,58 @@ static FIL_ALWAYS_INLINE callsite_t walk_frames(fil_thread_t *ts, PyThreadState 
                          : all_inside(c, d, lo, span);
         uint32_t changed;
         if (FIL_LIKELY(inside) && FIL_LIKELY(same_links(c, d, stop, &changed)))
-            return FIL_LIKELY(changed == d) ? c[d - 1].node : refill_top(ts, top, changed, d);
+            return FIL_LIKELY(changed == d)
+                       ? c[d - 1].node
+                       : after_refill(ts, top, own, refill_top(ts, top, changed, d));
     }
-    return walk_slow(ts, tstate, top, stop);
+    return after_refill(ts, top, own, walk_slow(ts, tstate, top, stop));
+}
+
+#ifdef FIL_CHECK_STACKS
+/* The self-checking build (make CHECK_STACKS=1, for the tests): every stack the cache answers for
+   on the thread's own frames is taken again by a plain walk from the root, and a difference
+   stops the program with both answers. */
+static FIL_NOINLINE void check_stack(fil_thread_t *ts, PyThreadState *tstate, callsite_t cs) {
+    if (!tstate->cframe) return;
+    _PyInterpreterFrame *stop = tstate == cut_tstate ? cut_frame : NULL;
+    static PyCodeObject *code[FIL_MAX_FRAMES];   /* under the tracking lock */
+    static int32_t lasti[FIL_MAX_FRAMES];
+    uint32_t n = 0;
+    _PyInterpreterFrame *f = tstate->cframe->current_frame;
+    for (; f && f != stop && n < FIL_MAX_FRAMES; f = f->previous, n++) {
+        code[n] = f->f_code;
+        lasti[n] = (int32_t)_PyInterpreterFrame_LASTI(f);
+    }
+    if (n == 0) return;
+    callsite_t node = f && f != stop ? _fil_callsite_truncated_root() : CALLSITE_NO_PYTHON;
+    if (ts->memo_epoch != stack_epoch) {
+        memset(ts->memo, 0, sizeof ts->memo);
+        ts->memo_epoch = stack_epoch;
+    }
+    while (n-- > 0) node = child_of(ts, node, code[n], lasti[n]);
+    if (node != cs) {
+        char msg[96];
+        int len = snprintf(msg, sizeof msg, "=fil-profile= stack check: cached %u, walked %u\n",
+                           (unsigned)cs, (unsigned)node);
+        prim_write_stderr(msg, (size_t)len);
+        abort();
+    }
+}
+#endif
+
+static FIL_ALWAYS_INLINE callsite_t walk_frames(fil_thread_t *ts, PyThreadState *tstate, int own) {
+    callsite_t cs = take_stack(ts, tstate, own);
+#ifdef FIL_CHECK_STACKS
+    if (own) check_stack(ts, tstate, cs);
+#endif
+    return cs;
 }
 
 /* A thread that only exists in C: charged to the Python thread waiting on it, if just one. */
 static FIL_NOINLINE callsite_t native_stack(fil_thread_t *ts) {
     PyThreadState *waiter = _fil_pythreads_sole_waiter();
     if (waiter) {
-        callsite_t cs = walk_frames(ts, waiter);
+        callsite_t cs = walk_frames(ts, waiter, 0);
         if (cs != CALLSITE_NO_PYTHON) return cs;
     }
     return native_fallback(ts);
@@ -408,7 +512,7 @@ static inline int released_stack_kept(const fil_thread_t *ts) {
 }
 
 static FIL_NOINLINE callsite_t released_stack(fil_thread_t *ts) {
-    callsite_t cs = walk_frames(ts, ts->released);
+    callsite_t cs = walk_frames(ts, ts->released, 1);
     const _PyInterpreterFrame *top = top_of(ts->released);
     ts->released_top = top;
     ts->released_instr = top ? top->prev_instr : NULL;
@@ -419,12 +523,12 @@ static FIL_NOINLINE callsite_t released_stack(fil_thread_t *ts) {
 
 static FIL_NOINLINE callsite_t unseen_release_stack(fil_thread_t *ts) {
     PyThreadState *tstate = own_tstate(ts);
-    return FIL_LIKELY(tstate != NULL) ? walk_frames(ts, tstate) : native_stack(ts);
+    return FIL_LIKELY(tstate != NULL) ? walk_frames(ts, tstate, 1) : native_stack(ts);
 }
 
 static callsite_t python_stack(fil_thread_t *ts) {
     PyThreadState *t = _PyThreadState_GET();
-    if (FIL_LIKELY(t != NULL) && FIL_LIKELY(t->thread_id == ts->self)) return walk_frames(ts, t);
+    if (FIL_LIKELY(t != NULL) && FIL_LIKELY(t->thread_id == ts->self)) return walk_frames(ts, t, 1);
     if (ts->released)
         return FIL_LIKELY(released_stack_kept(ts)) ? ts->released_cs : released_stack(ts);
     return unseen_release_stack(ts);
@@ -461,7 +565,10 @@ void _fil_pystack_install(int cut_at_caller) {
     /* Frames from before may have cached positions below the new cut: start afresh. */
     next_epoch();
     fil_thread_t *ts = _fil_thread_get();
-    if (ts) ts->cache_depth = ts->cache_rising = 0;
+    if (ts) {
+        ts->cache_depth = ts->cache_rising = 0;
+        ts->mark_at = NULL;
+    }
     _fil_unlock();
     _fil_pythreads_reset();
     _fil_set_stack_provider(python_stack);

@@ -1,14 +1,17 @@
 """End-to-end: random call trees, every allocation's stack checked against the interpreter's own.
 
 A seeded program builds chains of 1 to 80 calls through several functions (plain calls, a
-generator, a list comprehension, and a fork that runs the rest of the chain twice from two
-lines), and allocates at random points on the way down and on the way back up. Consecutive
+generator, a list comprehension, a fork that runs the rest of the chain twice from two lines, and
+a try block that catches an exception raised further down), and allocates at random points on
+the way down and on the way back up; some chains raise at a random depth. Consecutive
 allocations so meet every case the profiler's stack cache tells apart:
   - the same stack again;
   - the same depth with one frame different anywhere below the top (a fork's two runs, with
     nothing allocated in between but at the bottom; twin chains that differ in one link);
   - a deeper or shallower stack sharing a prefix;
   - a generator's frame, which lives outside the thread's frame stack, in between;
+  - frames unwound by an exception, then new frames pushed at their addresses by a caller
+    suspended at the same stack depth as before;
   - stacks of well over a hundred frames.
 Each allocation's true stack is read with sys._getframe as it is made, and everything stays
 alive, so the peak is the end (a last block makes up for frame-stack chunks given back): the
@@ -32,6 +35,10 @@ SCRIPT = textwrap.dedent("""\
     count = 0
     ALLOC_LINE = None
     MODULE = sys._getframe().f_code
+    RAISE_AT = -1
+
+    class Unwind(Exception):
+        pass
 
     def alloc(size):
         global count
@@ -53,6 +60,8 @@ SCRIPT = textwrap.dedent("""\
     def run(fns, i, at):
         if i in at:
             alloc(at[i])
+        if i == RAISE_AT:
+            raise Unwind
         if i < len(fns):
             fns[i](fns, i + 1, at)
         if -1 - i in at:
@@ -80,7 +89,19 @@ SCRIPT = textwrap.dedent("""\
         run(fns, i, at)
         run(fns, i, at)
 
-    KINDS = [plain_a, plain_b, through_generator, through_comprehension]
+    def catcher_a(fns, i, at):
+        try:
+            run(fns, i, at)
+        except Unwind:
+            pass
+
+    def catcher_b(fns, i, at):
+        try:
+            run(fns, i, at)
+        except Unwind:
+            return None
+
+    KINDS = [plain_a, plain_b, through_generator, through_comprehension, catcher_a, catcher_b]
 
     def random_chain(previous):
         if previous and rng.random() < 0.5:   # the same shape, one link changed
@@ -98,7 +119,8 @@ SCRIPT = textwrap.dedent("""\
 
     SAME_FRAMES = {plain_a: plain_b, plain_b: plain_a, fork: plain_a,
                    through_generator: through_comprehension,
-                   through_comprehension: through_generator}
+                   through_comprehension: through_generator,
+                   catcher_a: catcher_b, catcher_b: catcher_a}
 
     fns = None
     while count < EVENTS:
@@ -115,9 +137,17 @@ SCRIPT = textwrap.dedent("""\
         for _ in range(rng.randint(1, 6)):
             point = rng.randint(0, len(fns))
             at[point if rng.random() < 0.5 else -1 - point] = 1000 * rng.randint(2, 40)
-        run(fns, 0, at)
+        RAISE_AT = rng.randint(0, len(fns)) if rng.random() < 0.3 else -1
+        try:
+            run(fns, 0, at)
+        except Unwind:
+            pass
         if rng.random() < 0.3:
-            run(fns, 0, at)   # exactly the same again
+            try:
+                run(fns, 0, at)   # exactly the same again
+            except Unwind:
+                pass
+        RAISE_AT = -1
     # The deepest chains took chunks of frame stack that were given back since, so the end is
     # not necessarily the peak: one more block makes it so.
     BALLAST = bytearray(1 << 20)
