@@ -35,7 +35,7 @@ echo "== End-to-end tests again, against a library that checks every cached stac
 # by the tests and the processes they profile: a stack the cache gets wrong stops the program.
 rm -rf build/checked
 FIL_WERROR=1 FIL_CHECK_STACKS=1 .venv/bin/pip install -q --no-deps --target build/checked .
-PYTHONPATH="$PWD/build/checked" .venv/bin/python -c "import sys, filprofiler._env as e
+PYTHONPATH="$PWD/build/checked" .venv/bin/python -P -c "import sys, filprofiler._env as e
 p = e.library_path()
 sys.exit(0 if '/build/checked/' in p else 'the self-checking build is not the one found: ' + p)"
 PYTHONPATH="$PWD/build/checked" .venv/bin/pytest tests/e2e -q -p no:cacheprovider "$@"
