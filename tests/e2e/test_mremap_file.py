@@ -41,8 +41,9 @@ def test_mremap_of_file_mapping_not_counted(tmp_path):
          str(script), str(tmp_path / "data.bin")],
         capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    m = re.search(r"^GROWN (\d+) (-?\d+)$", proc.stderr, re.M)
+    m = re.search(r"^GROWN (-?\d+) (-?\d+)$", proc.stderr, re.M)
     assert m, proc.stderr[-3000:]
     file_grown, anon_grown = int(m.group(1)), int(m.group(2))
-    assert file_grown < MiB, file_grown
+    # Objects the interpreter frees meanwhile can take a few bytes off: not counted is about 0.
+    assert abs(file_grown) < MiB, file_grown
     assert abs(anon_grown - 63 * MiB) < MiB, anon_grown
