@@ -29,21 +29,21 @@ class MakeBuildExt(build_ext):
             build_error("building the C core needs make and a C compiler; on Debian or Ubuntu: "
                         "apt-get install build-essential")
         suffix = sysconfig.get_config_var("EXT_SUFFIX")
+        check_stacks = os.environ.get("FIL_CHECK_STACKS") == "1"
+        sanitize = os.environ.get("FIL_SANITIZE")
         # One build directory per variant: make decides what to rebuild by timestamps alone.
-        variant = "fil-core"
-        if os.environ.get("FIL_CHECK_STACKS") == "1":
-            variant += "-check"
-        if os.environ.get("FIL_SANITIZE"):
-            variant += "-" + os.environ["FIL_SANITIZE"].replace(",", "-")
+        variant = "fil-core" + ("-check" if check_stacks else "")
+        if sanitize:
+            variant += "-" + sanitize.replace(",", "-")
         build_dir = os.path.abspath(os.path.join(self.build_temp, variant))
         cmd = ["make", "-C", HERE, "lib", "BUILD=" + build_dir, "PYTHON=" + sys.executable,
                "EXT_SUFFIX=" + suffix, "PY_INCLUDE=" + sysconfig.get_paths()["include"]]
         if os.environ.get("FIL_WERROR") == "1":
             cmd.append("WERROR=1")
-        if os.environ.get("FIL_CHECK_STACKS") == "1":
+        if check_stacks:
             cmd.append("CHECK_STACKS=1")
-        if os.environ.get("FIL_SANITIZE"):
-            cmd.append("SANITIZE=" + os.environ["FIL_SANITIZE"])
+        if sanitize:
+            cmd.append("SANITIZE=" + sanitize)
         subprocess.check_call(cmd)
         target = self.get_ext_fullpath(ext.name)
         os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -290,9 +290,8 @@ typedef struct fil_thread_s {
     uint32_t cache_depth;        /* entries valid in cache[], root first */
     uint32_t cache_rising;       /* cache[0, cache_rising) has rising frame addresses */
     callsite_t cache_base;       /* root node the cached stack hangs from */
-    /* pystack_311.c: where the mark under the cached top frame was left (NULL: none), and the
-       stack depth of the frame holding it then */
-    const void *mark_at;
+    /* pystack_311.c: the saved stack depth of the cached top frame's caller, in whose slot at
+       that depth the mark was left (-1: none) */
     int32_t mark_depth;
     callsite_t fallback_parent;  /* native threads: the inherited stack the marker hangs from */
     callsite_t fallback_node;    /* ... and its "[native thread ...]" child, interned once */

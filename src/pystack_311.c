@@ -200,12 +200,17 @@ static inline callsite_t child_of(fil_thread_t *ts, callsite_t parent, PyCodeObj
     return child;
 }
 
-/* Intern cache entries [from, n) (root first), the parent of entry `from` being `node`. */
-static callsite_t intern_from(fil_thread_t *ts, uint32_t from, uint32_t n, callsite_t node) {
-    if (FIL_UNLIKELY(ts->memo_epoch != stack_epoch)) {   /* what was hidden may have changed */
+/* Before child_of: a memo filled in another epoch is emptied, as what is hidden may differ. */
+static inline void memo_of_this_epoch(fil_thread_t *ts) {
+    if (FIL_UNLIKELY(ts->memo_epoch != stack_epoch)) {
         memset(ts->memo, 0, sizeof ts->memo);
         ts->memo_epoch = stack_epoch;
     }
+}
+
+/* Intern cache entries [from, n) (root first), the parent of entry `from` being `node`. */
+static callsite_t intern_from(fil_thread_t *ts, uint32_t from, uint32_t n, callsite_t node) {
+    memo_of_this_epoch(ts);
     for (uint32_t i = from; i < n; i++) {
         frame_cache_entry_t *e = &ts->cache[i];
         node = child_of(ts, node, (PyCodeObject *)e->code, e->lasti);
@@ -301,14 +306,13 @@ static inline int mark_holds(const fil_thread_t *ts, const _PyInterpreterFrame *
     uint32_t d = ts->cache_depth;
     const _PyInterpreterFrame *caller = top->previous;
     return caller == c[d - 1].below && !top->is_entry && caller->stacktop == ts->mark_depth &&
-           *(PyObject *const *)ts->mark_at == FRAME_MARK &&
-           c[0].below == stop;
+           caller->localsplus[ts->mark_depth] == FRAME_MARK && c[0].below == stop;
 }
 
 /* After the cache was filled for top: mark it if it qualifies (see above). */
 static FIL_NOINLINE void leave_mark(fil_thread_t *ts, _PyInterpreterFrame *top) {
     uint32_t d = ts->cache_depth;
-    ts->mark_at = NULL;
+    ts->mark_depth = -1;
     if (!top || d < 2 || ts->cache_base != CALLSITE_NO_PYTHON || top->is_entry) return;
     _PyInterpreterFrame *caller = top->previous;
     if (caller != ts->cache[d - 2].frame || ts->cache[d - 1].frame != top) return;
@@ -316,7 +320,6 @@ static FIL_NOINLINE void leave_mark(fil_thread_t *ts, _PyInterpreterFrame *top) 
     PyCodeObject *code = caller->f_code;
     if (depth < code->co_nlocalsplus || depth >= code->co_nlocalsplus + code->co_stacksize) return;
     caller->localsplus[depth] = FRAME_MARK;
-    ts->mark_at = &caller->localsplus[depth];
     ts->mark_depth = depth;
 }
 
@@ -392,7 +395,7 @@ static FIL_NOINLINE callsite_t walk_slow(fil_thread_t *ts, PyThreadState *tstate
 static FIL_NOINLINE callsite_t after_refill(fil_thread_t *ts, _PyInterpreterFrame *top, int own,
                                             callsite_t cs) {
     if (own) leave_mark(ts, top);
-    else ts->mark_at = NULL;
+    else ts->mark_depth = -1;
     return cs;
 }
 
@@ -417,7 +420,7 @@ static FIL_ALWAYS_INLINE callsite_t take_stack(fil_thread_t *ts, PyThreadState *
     frame_cache_entry_t *c = ts->cache;
     uint32_t d = ts->cache_depth;
     /* 0. The top frame marked as the one cached (leave_mark): only its instruction to compare. */
-    if (own && ts->mark_at && FIL_LIKELY(c[d - 1].frame == (const void *)top) &&
+    if (own && ts->mark_depth >= 0 && FIL_LIKELY(c[d - 1].frame == (const void *)top) &&
         FIL_LIKELY(mark_holds(ts, top, stop))) {
         return FIL_LIKELY(top->prev_instr == c[d - 1].instr) ? c[d - 1].node
                                                               : refill_top(ts, top, d - 1, d);
@@ -461,10 +464,7 @@ static FIL_NOINLINE void check_stack(fil_thread_t *ts, PyThreadState *tstate, ca
     }
     if (n == 0) return;
     callsite_t node = f && f != stop ? _fil_callsite_truncated_root() : CALLSITE_NO_PYTHON;
-    if (ts->memo_epoch != stack_epoch) {
-        memset(ts->memo, 0, sizeof ts->memo);
-        ts->memo_epoch = stack_epoch;
-    }
+    memo_of_this_epoch(ts);
     while (n-- > 0) node = child_of(ts, node, code[n], lasti[n]);
     if (node != cs) {
         char msg[96];
@@ -569,7 +569,7 @@ void _fil_pystack_install(int cut_at_caller) {
     fil_thread_t *ts = _fil_thread_get();
     if (ts) {
         ts->cache_depth = ts->cache_rising = 0;
-        ts->mark_at = NULL;
+        ts->mark_depth = -1;
     }
     _fil_unlock();
     _fil_pythreads_reset();

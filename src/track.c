@@ -82,7 +82,7 @@ fil_thread_t *_fil_thread_get(void) {
     t->cache_depth = 0;
     t->cache_rising = 0;
     t->cache_base = CALLSITE_NO_PYTHON;
-    t->mark_at = NULL;
+    t->mark_depth = -1;
     t->fallback_parent = CALLSITE_NO_PYTHON;
     t->fallback_node = CALLSITE_NO_PYTHON;
     _fil_tl_thread = t;
