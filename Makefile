@@ -60,9 +60,10 @@ $(LIB): $(CORE_OBJS) $(LIB_OBJS)
 
 # ---- C unit tests: one binary per data structure, no framework (tests/c/testhelper.h) ----
 C_TESTS = $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
-$(BUILD)/tests/%: tests/c/%.c $(CORE_OBJS) tests/c/testhelper.h
+# Each links the tests' stack provider (the library's is the Python stack).
+$(BUILD)/tests/%: tests/c/%.c $(CORE_OBJS) tests/c/testhelper.h tests/c/stack_provider.c tests/c/stack_provider.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) -Itests/c $< $(CORE_OBJS) -o $@ $(LDFLAGS_SAN) -lpthread -lm
+	$(CC) $(CFLAGS_BASE) -Itests/c $< tests/c/stack_provider.c $(CORE_OBJS) -o $@ $(LDFLAGS_SAN) -lpthread -lm
 
 test-c: $(C_TESTS)
 	@set -e; for t in $(C_TESTS); do echo "== $$t"; $$t; done

@@ -99,15 +99,25 @@ typedef struct {
 extern fil_small_rc_t _fil_small_rc[1u << SMALL_RC_BITS];
 /* The side table of p's region from the directory, entered in the cache. */
 uint32_t *_fil_small_side_miss(uintptr_t p);
+/* p's entry in the side table of its region, if any (side: that table, or NULL). */
+static inline uint32_t *fil_small_entry_in(uintptr_t p, uint32_t *side) {
+    if (!side) return NULL;
+    uintptr_t base = p & ~(((uintptr_t)1 << SMALL_REGION_BITS) - 1);
+    if (p - base >= (uintptr_t)side - base || (p & 15)) return NULL;
+    return side + ((p - base) >> 4);
+}
 /* The entry for a block at p, or NULL when p's region has no side table. */
 static inline uint32_t *_fil_small_entry(uintptr_t p) {
     uintptr_t region = p >> SMALL_REGION_BITS;
     const fil_small_rc_t *c = &_fil_small_rc[region & ((1u << SMALL_RC_BITS) - 1)];
-    uint32_t *side = FIL_LIKELY(c->region == region) ? c->side : _fil_small_side_miss(p);
-    if (!side) return NULL;
-    uintptr_t base = region << SMALL_REGION_BITS;
-    if (p - base >= (uintptr_t)side - base || (p & 15)) return NULL;
-    return side + ((p - base) >> 4);
+    return fil_small_entry_in(p, FIL_LIKELY(c->region == region) ? c->side
+                                                                 : _fil_small_side_miss(p));
+}
+/* The same for the quick paths: NULL also when the region is not in the cache. */
+static inline uint32_t *fil_small_entry_cached(uintptr_t p) {
+    uintptr_t region = p >> SMALL_REGION_BITS;
+    const fil_small_rc_t *c = &_fil_small_rc[region & ((1u << SMALL_RC_BITS) - 1)];
+    return fil_small_entry_in(p, FIL_LIKELY(c->region == region) ? c->side : NULL);
 }
 /* A heap region gets a side table once the small blocks tracked there have been many for the
    side-table pages they would touch: SMALL_ADOPT_PER_PAGE per 16 KiB stretch they fell in, and
@@ -302,10 +312,14 @@ typedef struct fil_thread_s {
     frame_cache_entry_t scratch[FIL_MAX_FRAMES];  /* the stack being taken, innermost first */
 } fil_thread_t;
 
-/* Supplies the callsite of the calling thread; installed by the Python side (pystack_311.c),
-   by unit tests otherwise. Called with the tracking lock held. */
-typedef callsite_t (*fil_stack_fn)(fil_thread_t *ts);
-void _fil_set_stack_provider(fil_stack_fn fn);
+/* The stack provider: the callsite of the calling thread, called with the tracking lock held.
+   The library's is the Python stack (pystack_311.c); the C tests link their own
+   (tests/c/stack_provider.c, the stress test). _fil_stack_quick gives the same when the answer
+   is at hand (the cache agrees at a glance), else FIL_STACK_UNKNOWN, for the quick paths below:
+   no call, nothing changed. The library's is inline in them, through link-time optimization. */
+#define FIL_STACK_UNKNOWN UINT32_MAX   /* above SMALL_MAX_CALLSITE: no quick path takes it */
+callsite_t _fil_stack_of(fil_thread_t *ts);
+callsite_t _fil_stack_quick(fil_thread_t *ts);
 
 /* Thread-local reentrancy guard: nonzero while this thread runs profiler code, so allocations
    made by that code (dlsym, libc internals, a signal handler interrupting us) are not tracked
@@ -319,6 +333,11 @@ fil_thread_t *_fil_thread_get(void);
 /* Record a new block of size bytes at p, charged to the calling thread's stack (size 0: nothing). */
 void _fil_track_alloc(void *p, size_t size);
 void _fil_track_free(void *p);
+/* The hooks' quick paths, guard set: the common case whole and without a call, so that a hook
+   inlining them saves no registers for calls it does not make. 1 (free: the block's size) when
+   done; 0 when nothing was changed, and the hook calls the full path above. */
+int _fil_track_alloc_quick(void *p, size_t size);
+uint32_t _fil_track_free_quick(void *p);
 /* Remove p from the books, returning what it was (1) or 0 if unknown; put it back as it was. */
 int _fil_track_take(void *p, uint64_t *size, callsite_t *cs);
 void _fil_track_put(void *p, uint64_t size, callsite_t cs);
@@ -339,7 +358,8 @@ void _fil_unlock(void);
 extern _Atomic(fil_thread_t *) _fil_lock_bias_for;
 void _fil_lock_slow(fil_thread_t *me);
 void _fil_unlock_slow(void);
-static inline int fil_lock_enter(fil_thread_t *me) {
+/* The biased half alone: 1 if in (leave with fil_lock_leave(me, 1)), 0 if not, nothing held. */
+static inline int fil_lock_try_biased(fil_thread_t *me) {
     if (FIL_LIKELY(me != NULL) &&
         atomic_load_explicit(&_fil_lock_bias_for, memory_order_relaxed) == me) {
         atomic_store_explicit(&me->lock_busy, 1, memory_order_relaxed);
@@ -348,6 +368,10 @@ static inline int fil_lock_enter(fil_thread_t *me) {
             return 1;
         atomic_store_explicit(&me->lock_busy, 0, memory_order_release);
     }
+    return 0;
+}
+static inline int fil_lock_enter(fil_thread_t *me) {
+    if (FIL_LIKELY(fil_lock_try_biased(me))) return 1;
     _fil_lock_slow(me);
     return 0;
 }
@@ -356,6 +380,7 @@ static inline void fil_lock_leave(fil_thread_t *me, int fast) {
     else _fil_unlock_slow();
 }
 void _fil_lock_enable_bias(void);      /* the bias may be granted; the caller's run counts first */
+int _fil_lock_bias_possible(void);     /* since then: 0 without membarrier or under TSan */
 void _fil_lock_after_fork_child(void); /* in the child, after fork() took the lock */
 /* Forget all live allocations and the peak; new allocations are tracked from now on. */
 void _fil_track_init_once(void);  /* atfork handlers; from the library constructor */

@@ -38,23 +38,25 @@ extern void *__libc_pvalloc(size_t);
 
 static inline int active(void) { return FIL_LIKELY(_fil_tl_guard == 0) && _fil_tracking; }
 
-static inline void *tracked(void *p, size_t size) {
-    if (p && active()) {
-        _fil_tl_guard++;
+/* The full path behind tracked()'s quick one (guard set: dropped here), and for failures. */
+static FIL_NOINLINE void *tracked_rest(void *p, size_t size) {
+    if (p) {
         _fil_track_alloc(p, size);
         _fil_tl_guard--;
-    } else if (FIL_UNLIKELY(!p) && active()) {
+    } else if (active()) {
         _fil_oom_on_failure(size);   /* out of memory: report and exit (oom.c) */
     }
     return p;
 }
 
-static inline void untrack(void *p) {
-    if (p && active()) {
+static inline void *tracked(void *p, size_t size) {
+    if (FIL_LIKELY(p != NULL) && active()) {
         _fil_tl_guard++;
-        _fil_track_free(p);
+        if (FIL_UNLIKELY(!_fil_track_alloc_quick(p, size))) return tracked_rest(p, size);
         _fil_tl_guard--;
+        return p;
     }
+    return FIL_UNLIKELY(!p) ? tracked_rest(p, size) : p;
 }
 
 /* ---- C ---- */
@@ -68,9 +70,18 @@ FIL_EXPORT void *calloc(size_t n, size_t size) {
     return tracked(p, n * size);   /* calloc checked the overflow before succeeding */
 }
 
+static FIL_NOINLINE void free_rest(void *p) {
+    _fil_track_free(p);
+    _fil_tl_guard--;
+    __libc_free(p);
+}
+
 FIL_EXPORT void free(void *p) {
-    if (!p) return;
-    untrack(p);
+    if (p && active()) {
+        _fil_tl_guard++;
+        if (FIL_UNLIKELY(!_fil_track_free_quick(p))) return free_rest(p);
+        _fil_tl_guard--;
+    }
     __libc_free(p);
 }
 

@@ -152,6 +152,8 @@ void _fil_lock_enable_bias(void) {
     spin_unlock();
 }
 
+int _fil_lock_bias_possible(void) { return bias_supported; }
+
 void _fil_lock_after_fork_child(void) {
     /* One thread now: the forking thread, which held the lock in the prepare handler. */
     fil_thread_t *me = _fil_tl_thread;

@@ -22,13 +22,21 @@ static PyMemAllocatorEx prev_mem, prev_obj;
 
 static inline int active(void) { return _fil_tl_guard == 0 && _fil_tracking; }
 
+/* The full path behind w_malloc's quick one, guard set: drops it. */
+static FIL_NOINLINE void *malloc_rest(void *p, size_t size) {
+    if (p) _fil_track_alloc(p, size);
+    else _fil_oom_on_failure(size);   /* out of memory: report and exit (oom.c) */
+    _fil_tl_guard--;
+    return p;
+}
+
 static void *w_malloc(void *ctx, size_t size) {
     PyMemAllocatorEx *a = ctx;
     if (!active()) return a->malloc(a->ctx, size);
     _fil_tl_guard++;
     void *p = a->malloc(a->ctx, size);
-    if (p) _fil_track_alloc(p, size);
-    else _fil_oom_on_failure(size);   /* out of memory: report and exit (oom.c) */
+    if (FIL_UNLIKELY(p == NULL) || FIL_UNLIKELY(!_fil_track_alloc_quick(p, size)))
+        return malloc_rest(p, size);
     _fil_tl_guard--;
     return p;
 }
@@ -59,14 +67,28 @@ static void *w_realloc(void *ctx, void *old, size_t size) {
     return p;
 }
 
+static FIL_NOINLINE void free_rest(PyMemAllocatorEx *a, void *p) {
+    _fil_track_free(p);
+    a->free(a->ctx, p);
+    _fil_tl_guard--;
+}
+
+/* A block of at most 512 bytes was pymalloc's own (larger ones go to malloc, which must not see
+   them again): its free calls no allocator, only arena_free when its arena empties, which takes
+   care of itself. So the guard is down again before it, and the call is the last thing done.
+   (Under PYTHONMALLOC=malloc the previous free is malloc's, whose hook then finds nothing.) */
 static void w_free(void *ctx, void *p) {
     PyMemAllocatorEx *a = ctx;
     if (p && active()) {
         _fil_tl_guard++;
-        _fil_track_free(p);
-        a->free(a->ctx, p);
+        uint32_t size = _fil_track_free_quick(p);
+        if (FIL_UNLIKELY(size == 0) || FIL_UNLIKELY(size > 512)) {
+            if (size == 0) return free_rest(a, p);
+            a->free(a->ctx, p);
+            _fil_tl_guard--;
+            return;
+        }
         _fil_tl_guard--;
-        return;
     }
     a->free(a->ctx, p);
 }

@@ -300,12 +300,14 @@ static inline void fill_entry(frame_cache_entry_t *e, _PyInterpreterFrame *f) {
    thread must not write into frames that may resume meanwhile. */
 #define FRAME_MARK ((PyObject *)(uintptr_t)0x46494c2d4d41524bULL)   /* "FIL-MARK": odd */
 
-static inline int mark_holds(const fil_thread_t *ts, const _PyInterpreterFrame *top,
-                             const void *stop) {
+static FIL_ALWAYS_INLINE int marked_top(const fil_thread_t *ts, const _PyInterpreterFrame *top,
+                                        const void *stop) {
     const frame_cache_entry_t *c = ts->cache;
     uint32_t d = ts->cache_depth;
-    const _PyInterpreterFrame *caller = top->previous;
-    return caller == c[d - 1].below && !top->is_entry && caller->stacktop == ts->mark_depth &&
+    if (ts->mark_depth < 0 || c[d - 1].frame != (const void *)top) return 0;
+    /* The caller as cached, so that its slot is read while top->previous is still on its way. */
+    const _PyInterpreterFrame *caller = c[d - 1].below;
+    return top->previous == caller && !top->is_entry && caller->stacktop == ts->mark_depth &&
            caller->localsplus[ts->mark_depth] == FRAME_MARK && c[0].below == stop;
 }
 
@@ -420,8 +422,7 @@ static FIL_ALWAYS_INLINE callsite_t take_stack(fil_thread_t *ts, PyThreadState *
     frame_cache_entry_t *c = ts->cache;
     uint32_t d = ts->cache_depth;
     /* 0. The top frame marked as the one cached (leave_mark): only its instruction to compare. */
-    if (own && ts->mark_depth >= 0 && FIL_LIKELY(c[d - 1].frame == (const void *)top) &&
-        FIL_LIKELY(mark_holds(ts, top, stop))) {
+    if (own && FIL_LIKELY(marked_top(ts, top, stop))) {
         return FIL_LIKELY(top->prev_instr == c[d - 1].instr) ? c[d - 1].node
                                                               : refill_top(ts, top, d - 1, d);
     }
@@ -528,13 +529,37 @@ static FIL_NOINLINE callsite_t unseen_release_stack(fil_thread_t *ts) {
     return FIL_LIKELY(tstate != NULL) ? walk_frames(ts, tstate, 1) : native_stack(ts);
 }
 
-static callsite_t python_stack(fil_thread_t *ts) {
+static FIL_NOINLINE callsite_t python_stack(fil_thread_t *ts) {
     PyThreadState *t = _PyThreadState_GET();
     if (FIL_LIKELY(t != NULL) && FIL_LIKELY(t->thread_id == ts->self)) return walk_frames(ts, t, 1);
     if (ts->released)
         return FIL_LIKELY(released_stack_kept(ts)) ? ts->released_cs : released_stack(ts);
     return unseen_release_stack(ts);
 }
+
+/* The tracker's stack providers (fil_internal.h). The quick one is inline in the hooks' quick
+   paths: the thread's own marked top frame at its cached instruction (take_stack's path 0), or
+   a thread in native code whose kept stack still holds. Tracking starts only after
+   _fil_pystack_install. */
+extern inline FIL_ALWAYS_INLINE callsite_t _fil_stack_quick(fil_thread_t *ts) {
+#ifndef FIL_CHECK_STACKS   /* the self-checking build checks every answer: python_stack gives all */
+    PyThreadState *t = _PyThreadState_GET();
+    if (FIL_LIKELY(t != NULL) && FIL_LIKELY(t->thread_id == ts->self)) {
+        if (FIL_UNLIKELY(t->cframe == NULL)) return FIL_STACK_UNKNOWN;
+        _PyInterpreterFrame *top = t->cframe->current_frame;
+        if (FIL_LIKELY(marked_top(ts, top, t == cut_tstate ? cut_frame : NULL)) &&
+            FIL_LIKELY(top->prev_instr == ts->cache[ts->cache_depth - 1].instr))
+            return ts->cache[ts->cache_depth - 1].node;
+    } else if (ts->released && FIL_LIKELY(released_stack_kept(ts))) {
+        return ts->released_cs;
+    }
+#else
+    (void)ts;
+#endif
+    return FIL_STACK_UNKNOWN;
+}
+
+callsite_t _fil_stack_of(fil_thread_t *ts) { return python_stack(ts); }
 
 int _fil_pystack_set_hidden(const char *const *files, int count) {
     _fil_lock();
@@ -573,7 +598,6 @@ void _fil_pystack_install(int cut_at_caller) {
     }
     _fil_unlock();
     _fil_pythreads_reset();
-    _fil_set_stack_provider(python_stack);
 }
 
 void _fil_pystack_forget_cut(void) {

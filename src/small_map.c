@@ -126,6 +126,7 @@ void *_fil_small_arena_map(size_t size) {
 int _fil_small_arena_unmap(void *arena, size_t size) {
     uintptr_t a = (uintptr_t)arena;
     if ((a & (REGION - 1)) || (a >> ADDR_BITS)) return 0;
+    _fil_tl_guard++;   /* pymalloc's free may get here with the guard down (pyalloc.c's w_free) */
     _fil_lock();
     leaf_t *leaf = *fil_small_leaf_slot(a);
     uint32_t **slot = leaf ? &leaf->side[fil_small_region_index(a)] : NULL;
@@ -135,6 +136,7 @@ int _fil_small_arena_unmap(void *arena, size_t size) {
         cache_side(a, NULL);
     }
     _fil_unlock();
+    _fil_tl_guard--;
     if (ours) prim_sys_munmap(arena, size + round_page(side_size(size)));
     return ours;
 }

@@ -10,12 +10,14 @@
  * per-thread. `_fil_tracking` is read without the lock: a hook that races with start/stop
  * either records an allocation or not, and a free of an unrecorded pointer is a no-op.
  *
- * The hot path makes few calls: _fil_track_alloc, _fil_track_free and _fil_track_take are
- * inlined into the hooks (always_inline; link-time optimization carries them across files), the
- * lock's biased half (fil_lock_enter) and the update of a small block's side entry are inline in
- * them, and the check of an unchanged stack is inline in the stack provider (one indirect call).
- * Every rarer case is a call out of line (add_slow, remove_slow, the spinlock), so the common
- * case pays for no register saves it does not need.
+ * The hot path makes no calls. The hooks try _fil_track_alloc_quick and _fil_track_free_quick
+ * first: the lock's biased half, the stack provider's quick answer, one side entry and the peak
+ * counters, all inlined into the hook (always_inline; link-time optimization carries them across
+ * files). Either does the whole job or changes nothing, and the hook then calls a function out
+ * of line that takes the full path: _fil_track_alloc, _fil_track_free, _fil_track_take (also
+ * inline there), with every rarer case out of line in turn (add_slow, remove_slow, the
+ * spinlock). So the common case pays for no register saves it does not need: in a pandas job,
+ * tens of millions of objects made and freed.
  */
 #include "fil_internal.h"
 #include "oom.h"
@@ -34,9 +36,6 @@ static peak_t peak;
 static fil_thread_t *free_threads;
 static pthread_key_t thread_key;
 static int thread_key_ready;
-static fil_stack_fn stack_fn;
-
-void _fil_set_stack_provider(fil_stack_fn fn) { stack_fn = fn; }
 
 void _fil_warn_once(const char *msg) {
     static const char *seen[16];
@@ -93,15 +92,15 @@ fil_thread_t *_fil_thread_get(void) {
     return t;
 }
 
-static callsite_t current_callsite_locked(void) {
-    fil_thread_t *ts = _fil_thread_get();
-    if (!ts) return CALLSITE_NO_PYTHON;
-    return stack_fn ? stack_fn(ts) : ts->inherited;
+/* me: the caller's _fil_tl_thread, NULL on its first allocation. */
+static inline callsite_t current_callsite_locked(fil_thread_t *me) {
+    fil_thread_t *ts = FIL_LIKELY(me != NULL) ? me : _fil_thread_get();
+    return FIL_LIKELY(ts != NULL) ? _fil_stack_of(ts) : CALLSITE_NO_PYTHON;
 }
 
 callsite_t _fil_current_callsite(void) {
     _fil_lock();
-    callsite_t cs = current_callsite_locked();
+    callsite_t cs = current_callsite_locked(_fil_tl_thread);
     _fil_unlock();
     return cs;
 }
@@ -202,7 +201,7 @@ FIL_ALWAYS_INLINE void _fil_track_alloc(void *p, size_t size) {
     if (FIL_UNLIKELY(size == 0)) return;
     fil_thread_t *me = _fil_tl_thread;
     int fast = fil_lock_enter(me);
-    add_locked(p, size, current_callsite_locked());
+    add_locked(p, size, current_callsite_locked(me));
     /* oom.c's early check: one subtraction and compare here, the /proc reads only rarely. */
     int oom_due = (_fil_oom_countdown -= (int64_t)size) < 0;
     fil_lock_leave(me, fast);
@@ -221,6 +220,42 @@ FIL_ALWAYS_INLINE void _fil_track_free(void *p) {
     uint64_t size;
     callsite_t cs;
     _fil_track_take(p, &size, &cs);
+}
+
+/* The quick paths (fil_internal.h): the biased lock, a stack the cache answers at a glance, a
+   side entry in a cached region, no new peak to settle on a free, and no out-of-memory check
+   due. Anything else is left to the full path, before anything is changed. */
+FIL_ALWAYS_INLINE int _fil_track_alloc_quick(void *p, size_t size) {
+    fil_thread_t *me = _fil_tl_thread;
+    if (FIL_UNLIKELY(!fil_lock_try_biased(me))) return 0;
+    callsite_t cs = _fil_stack_quick(me);
+    uint32_t *e = fil_small_entry_cached((uintptr_t)p);
+    int done = FIL_LIKELY(e != NULL) && FIL_LIKELY(size - 1 < SMALL_MAX_SIZE) &&
+               FIL_LIKELY(cs <= SMALL_MAX_CALLSITE) && FIL_LIKELY(cs < peak.capacity) &&
+               FIL_LIKELY(*e == 0) && FIL_LIKELY(_fil_oom_countdown >= (int64_t)size);
+    if (FIL_LIKELY(done)) {
+        *e = fil_small_pack(cs, size);
+        _fil_peak_add(&peak, cs, size);
+        _fil_oom_countdown -= (int64_t)size;
+    }
+    fil_lock_leave(me, 1);
+    return done;
+}
+
+FIL_ALWAYS_INLINE uint32_t _fil_track_free_quick(void *p) {
+    fil_thread_t *me = _fil_tl_thread;
+    if (FIL_UNLIKELY(!fil_lock_try_biased(me))) return 0;
+    uint32_t *e = fil_small_entry_cached((uintptr_t)p);
+    uint32_t v = FIL_LIKELY(e != NULL) && FIL_LIKELY(!peak.at_peak) ? *e : 0;
+    uint32_t size = fil_small_size(v);
+    if (FIL_LIKELY(v != 0)) {   /* _fil_peak_sub, less the settling just ruled out */
+        callsite_t cs = fil_small_cs(v);
+        *e = 0;
+        peak.live[cs] = fil_peak_mark_dirty(&peak, cs, peak.live[cs]) - size;
+        peak.live_total -= size;
+    }
+    fil_lock_leave(me, 1);
+    return size;
 }
 
 void _fil_track_put(void *p, uint64_t size, callsite_t cs) {
@@ -249,7 +284,7 @@ FIL_ALWAYS_INLINE void _fil_track_realloc(void *old, void *p, size_t size, int f
 
 void _fil_track_mmap(void *p, size_t len) {
     _fil_lock();
-    callsite_t cs = current_callsite_locked();
+    callsite_t cs = current_callsite_locked(_fil_tl_thread);
     if (ensure_peak_slot(cs) == 0) {
         if (_fil_range_add(&maps, (uintptr_t)p, len, cs, on_range_removed, NULL) == 0)
             _fil_peak_add(&peak, cs, len);
@@ -271,7 +306,7 @@ uint64_t _fil_track_munmap(void *p, size_t len) {
 
 void _fil_track_add_failed(uint64_t bytes) {
     _fil_lock();
-    callsite_t cs = current_callsite_locked();
+    callsite_t cs = current_callsite_locked(_fil_tl_thread);
     callsite_t leaf = _fil_callsite_marker(cs, "[failed allocation]");
     if (leaf == CALLSITE_MAX) leaf = cs;   /* no memory for one more node: the line itself */
     if (ensure_peak_slot(leaf) == 0) _fil_peak_add(&peak, leaf, bytes);

@@ -6,6 +6,7 @@
 #include "fil_internal.h"
 #include "oom.h"
 #include "prim.h"
+#include "stack_provider.h"
 #include "testhelper.h"
 
 #include <stdlib.h>
@@ -63,7 +64,7 @@ static void test_lookup(void) {
 }
 
 static void test_engine(void) {
-    _fil_set_stack_provider(provider);
+    test_set_stack_provider(provider);
     _fil_track_reset();
     _fil_tracking = 1;
     char *a = _fil_small_arena_map(MIB);
@@ -152,7 +153,7 @@ static char *heap_region(void **raw) {
 }
 
 static void test_heap_regions(void) {
-    _fil_set_stack_provider(provider);
+    test_set_stack_provider(provider);
     _fil_track_reset();
     _fil_tracking = 1;
     void *raw;
@@ -262,7 +263,7 @@ static void test_heap_regions(void) {
    mapped size: an arena adds next to nothing until blocks are recorded, then a page per 4 KiB
    of entries, and the same again once reset gives the pages back. */
 static void test_own_bytes_are_resident(void) {
-    _fil_set_stack_provider(provider);
+    test_set_stack_provider(provider);
     _fil_track_reset();
     _fil_tracking = 1;
     next_cs = 3;

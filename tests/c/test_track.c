@@ -2,8 +2,10 @@
  * which callsite a block ends up charged to, whether a stack is taken for it (the stack
  * provider is called), and the live total, for every outcome the hooks report. */
 #include "fil_internal.h"
+#include "stack_provider.h"
 #include "testhelper.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 
 static callsite_t next_cs;
@@ -137,11 +139,95 @@ static void test_resize_outcomes(void) {
     free(c);
 }
 
+/* The hooks' quick paths (track.c): each either does exactly what the full path would, or
+   returns 0 having changed nothing. */
+static callsite_t quick_cs;
+static callsite_t quick_provider(fil_thread_t *ts) { (void)ts; return quick_cs; }
+
+static void test_quick_paths(void) {
+    /* Blocks in a region with a side table: an arena, as pymalloc's. */
+    char *arena = _fil_small_arena_map(1u << 20);
+    CHECK(arena != NULL);
+    if (!arena) return;
+    char *a = arena + 64, *b = arena + 128;
+    test_set_quick_stack_provider(quick_provider);
+    next_cs = 7;
+    _fil_track_alloc(arena, 16);   /* the callsites' peak slots exist, the region is cached */
+    _fil_track_free(arena);
+    uint64_t base = live_now();
+
+    /* Without the bias, or with a stack the quick provider does not know: nothing changes. */
+    quick_cs = FIL_STACK_UNKNOWN;
+    stacks_taken = 0;
+    CHECK(!_fil_track_alloc_quick(a, 40));
+    CHECK_UNKNOWN(a);
+    CHECK_EQ_U(live_now(), base);
+    _fil_track_alloc(a, 40);
+    CHECK_BLOCK(a, 40, 7);
+
+    /* The bias: this thread alone takes the lock until it is granted (lock.c). */
+    _fil_lock_enable_bias();
+    for (int i = 0; i < (1 << 21) && _fil_lock_bias_possible(); i++) {
+        _fil_lock();
+        _fil_unlock();
+        if (atomic_load(&_fil_lock_bias_for) == _fil_tl_thread) break;
+    }
+    int biased = atomic_load(&_fil_lock_bias_for) == _fil_tl_thread;
+    CHECK_EQ_U(biased, _fil_lock_bias_possible());
+    if (!biased) {   /* ThreadSanitizer's build: the quick paths must decline */
+        quick_cs = 7;
+        CHECK(!_fil_track_alloc_quick(b, 24));
+        CHECK(_fil_track_free_quick(a) == 0);
+        CHECK_BLOCK(a, 40, 7);
+        _fil_track_free(a);
+        CHECK_EQ_U(live_now(), base);
+        _fil_small_arena_unmap(arena, 1u << 20);
+        return;
+    }
+    /* An unknown stack still declines with the bias held. */
+    CHECK(!_fil_track_alloc_quick(b, 24));
+    CHECK_UNKNOWN(b);
+    /* A known one: recorded as the full path would, without taking the full stack. */
+    quick_cs = 9;
+    stacks_taken = 0;
+    CHECK(_fil_track_alloc_quick(b, 24));
+    CHECK_EQ_U(stacks_taken, 0);
+    CHECK_BLOCK(b, 24, 9);
+    CHECK_EQ_U(live_now(), base + 64);
+    /* An empty block, one too big for a side entry, a taken entry: declined, unchanged. */
+    CHECK(!_fil_track_alloc_quick(b + 16, 0));
+    CHECK(!_fil_track_alloc_quick(b + 16, SMALL_MAX_SIZE + 1));
+    CHECK(!_fil_track_alloc_quick(b, 24));
+    CHECK_UNKNOWN(b + 16);
+    CHECK_BLOCK(b, 24, 9);
+    CHECK_EQ_U(live_now(), base + 64);
+    /* Frees give back the block's size and take it off the books; an unknown block: 0. */
+    CHECK_EQ_U(_fil_track_free_quick(a), 40);
+    CHECK_UNKNOWN(a);
+    CHECK_EQ_U(_fil_track_free_quick(a), 0);
+    CHECK_EQ_U(_fil_track_free_quick(b), 24);
+    CHECK_EQ_U(live_now(), base);
+    /* At a peak a free declines (the full path settles the peak first), and the peak report
+       then holds the block. */
+    _fil_track_reset();
+    if (!_fil_track_alloc_quick(a, 40)) _fil_track_alloc(a, 40);   /* a new peak, either way */
+    CHECK_EQ_U(_fil_track_free_quick(a), 0);
+    CHECK_BLOCK(a, 40, 9);
+    _fil_track_free(a);
+    uint64_t live, peak;
+    _fil_track_stats(&live, &peak);
+    CHECK_EQ_U(live, 0);
+    CHECK_EQ_U(peak, 40);
+    test_set_quick_stack_provider(NULL);
+    _fil_small_arena_unmap(arena, 1u << 20);
+}
+
 int main(void) {
-    _fil_set_stack_provider(provider);
+    test_set_stack_provider(provider);
     _fil_track_reset();
     _fil_tracking = 1;
     test_empty_blocks();
     test_resize_outcomes();
+    test_quick_paths();
     return test_report("test_track");
 }

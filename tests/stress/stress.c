@@ -68,9 +68,28 @@ typedef struct {
    after it is obtained ---- */
 
 #ifdef FIL_STRESS_ENGINE
-/* Which line of the fake Python stack the current thread is "at"; see stack_provider(). */
+/* Which line of the fake Python stack the current thread is "at"; see _fil_stack_of(). */
 static __thread uint32_t tl_line;
 static __thread int tl_thread_index;
+/* The quick stack (fil_internal.h) answers while the thread is still at the line _fil_stack_of
+   last answered for, as the library's does while the cached stack holds. */
+static __thread uint32_t tl_known_line = UINT32_MAX;
+static __thread callsite_t tl_known_cs;
+callsite_t _fil_stack_quick(fil_thread_t *ts) {
+    (void)ts;
+    return tl_line == tl_known_line ? tl_known_cs : FIL_STACK_UNKNOWN;
+}
+/* As the hooks do: the quick path, else the full one. The run fails if the quick paths never
+   answered, which would leave them untested. */
+static atomic_long quick_allocs, quick_frees;
+static void track_alloc(void *p, size_t size) {
+    if (_fil_track_alloc_quick(p, size)) atomic_fetch_add_explicit(&quick_allocs, 1, memory_order_relaxed);
+    else _fil_track_alloc(p, size);
+}
+static void track_free(void *p) {
+    if (_fil_track_free_quick(p)) atomic_fetch_add_explicit(&quick_frees, 1, memory_order_relaxed);
+    else _fil_track_free(p);
+}
 #define ENGINE(x) x
 #else
 #define ENGINE(x) ((void)0)
@@ -78,13 +97,13 @@ static __thread int tl_thread_index;
 
 static void *do_malloc(size_t size) {
     void *p = malloc(size);
-    ENGINE(if (p) _fil_track_alloc(p, size));
+    ENGINE(if (p) track_alloc(p, size));
     return p;
 }
 
 static void *do_calloc(size_t n, size_t size) {
     void *p = calloc(n, size);
-    ENGINE(if (p) _fil_track_alloc(p, n * size));
+    ENGINE(if (p) track_alloc(p, n * size));
     return p;
 }
 
@@ -95,12 +114,12 @@ static void *do_memalign(size_t align, size_t size, int posix) {
     } else {
         p = aligned_alloc(align, (size + align - 1) & ~(align - 1));
     }
-    ENGINE(if (p) _fil_track_alloc(p, size));
+    ENGINE(if (p) track_alloc(p, size));
     return p;
 }
 
 static void do_free(void *p) {
-    ENGINE(_fil_track_free(p));
+    ENGINE(track_free(p));
     free(p);
 }
 
@@ -170,13 +189,13 @@ static void *pool_alloc(worker_t *w, size_t i, size_t size) {
     if (!w->arena) w->arena = _fil_small_arena_map(ARENA_BYTES);
     if (!w->arena) return NULL;
     void *p = w->arena + i * POOL_STRIDE;
-    _fil_track_alloc(p, size);
+    track_alloc(p, size);
     w->pool_blocks++;
     return p;
 }
 
 static void pool_free(worker_t *w, void *p) {
-    _fil_track_free(p);
+    track_free(p);
     /* An empty arena goes back, as pymalloc's do; the next block maps a fresh one. */
     if (--w->pool_blocks == 0) {
         if (_fil_small_arena_unmap(w->arena, ARENA_BYTES) != 1) w->errors++;
@@ -236,7 +255,8 @@ static void step(worker_t *w, slot_t *slots, rng_t *r) {
     unsigned char t = tag_of(w, i);
     uint64_t roll = rng_below(r, 100);
 #ifdef FIL_STRESS_ENGINE
-    tl_line = (uint32_t)rng_below(r, 400);
+    /* Runs of steps at one line, as Python code makes, so the quick stack answers in between. */
+    if (rng_below(r, 4) == 0) tl_line = (uint32_t)rng_below(r, 400);
 #endif
     if (s->kind == EMPTY) {
         size_t size = random_size(r);
@@ -384,12 +404,14 @@ __attribute__((visibility("default"))) long fil_stress_run(int nthreads, long op
 /* A fake Python: each thread is "in" function worker_<index> at line tl_line of stress.py,
    called from <module>. Interning happens under the tracking lock, as with the real one; 16
    threads x 400 lines also makes the per-callsite arrays grow while the threads run. */
-static callsite_t stack_provider(fil_thread_t *ts) {
+callsite_t _fil_stack_of(fil_thread_t *ts) {
     (void)ts;
     char name[32];
     int n = snprintf(name, sizeof name, "worker_%d", tl_thread_index);
     callsite_t top = _fil_callsite_child(CALLSITE_NO_PYTHON, "stress.py", 9, "<module>", 8, 1);
-    return _fil_callsite_child(top, "stress.py", 9, name, (size_t)n, tl_line + 10);
+    tl_known_cs = _fil_callsite_child(top, "stress.py", 9, name, (size_t)n, tl_line + 10);
+    tl_known_line = tl_line;
+    return tl_known_cs;
 }
 
 static atomic_int workers_done;
@@ -491,7 +513,6 @@ int main(int argc, char **argv) {
     close(fd);
 
     if (_fil_callsite_init() != 0) { fprintf(stderr, "stress: callsite init failed\n"); return 2; }
-    _fil_set_stack_provider(stack_provider);
     _fil_lock_enable_bias();   /* the biased lock, as the Python side turns it on */
     _fil_track_reset();
 
@@ -536,8 +557,16 @@ int main(int argc, char **argv) {
         failed = 1;
     }
     unlink(path);
-    printf("stress: %d threads x %ld ops: peak %llu bytes over %u callsites, %s\n", nthreads, ops,
-           (unsigned long long)peak, _fil_callsite_count(), failed ? "FAILED" : "ok");
+    long qa = atomic_load(&quick_allocs), qf = atomic_load(&quick_frees);
+    /* They need the bias, which ThreadSanitizer's build never grants. */
+    if (_fil_lock_bias_possible() && (qa == 0 || qf == 0)) {
+        fprintf(stderr, "stress: the quick paths never answered (%ld allocations, %ld frees)\n",
+                qa, qf);
+        failed = 1;
+    }
+    printf("stress: %d threads x %ld ops: peak %llu bytes over %u callsites, quick paths %ld + %ld, "
+           "%s\n", nthreads, ops, (unsigned long long)peak, _fil_callsite_count(), qa, qf,
+           failed ? "FAILED" : "ok");
     return failed;
 }
 
