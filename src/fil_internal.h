@@ -334,9 +334,15 @@ fil_thread_t *_fil_thread_get(void);
 void _fil_track_alloc(void *p, size_t size);
 void _fil_track_free(void *p);
 /* The hooks' quick paths, guard set: the common case whole and without a call, so that a hook
-   inlining them saves no registers for calls it does not make. 1 (free: the block's size) when
-   done; 0 when nothing was changed, and the hook calls the full path above. */
+   inlining them saves no registers for calls it does not make.
+   _fil_track_alloc_quick: FIL_QUICK_DONE, or the hook passes what it returned on to
+   _fil_track_alloc_after (out of line), which takes the full path: from the start after
+   FIL_QUICK_NO (nothing done), under the biased lock still held after FIL_QUICK_HELD.
+   _fil_track_free_quick: the block's size when done; 0 when nothing was changed, and the hook
+   calls _fil_track_free. */
+enum { FIL_QUICK_NO, FIL_QUICK_DONE, FIL_QUICK_HELD };
 int _fil_track_alloc_quick(void *p, size_t size);
+void _fil_track_alloc_after(void *p, size_t size, int quick);
 uint32_t _fil_track_free_quick(void *p);
 /* Remove p from the books, returning what it was (1) or 0 if unknown; put it back as it was. */
 int _fil_track_take(void *p, uint64_t *size, callsite_t *cs);

@@ -38,25 +38,27 @@ extern void *__libc_pvalloc(size_t);
 
 static inline int active(void) { return FIL_LIKELY(_fil_tl_guard == 0) && _fil_tracking; }
 
-/* The full path behind tracked()'s quick one (guard set: dropped here), and for failures. */
-static FIL_NOINLINE void *tracked_rest(void *p, size_t size) {
-    if (p) {
-        _fil_track_alloc(p, size);
-        _fil_tl_guard--;
-    } else if (active()) {
-        _fil_oom_on_failure(size);   /* out of memory: report and exit (oom.c) */
-    }
+/* The full path behind tracked()'s quick one (quick: what it said; guard set, dropped here). */
+static FIL_NOINLINE void *tracked_rest(void *p, size_t size, int quick) {
+    _fil_track_alloc_after(p, size, quick);
+    _fil_tl_guard--;
     return p;
 }
 
+static FIL_NOINLINE void *failed(size_t size) {
+    if (active()) _fil_oom_on_failure(size);   /* out of memory: report and exit (oom.c) */
+    return NULL;
+}
+
 static inline void *tracked(void *p, size_t size) {
-    if (FIL_LIKELY(p != NULL) && active()) {
+    if (FIL_UNLIKELY(p == NULL)) return failed(size);
+    if (active()) {
         _fil_tl_guard++;
-        if (FIL_UNLIKELY(!_fil_track_alloc_quick(p, size))) return tracked_rest(p, size);
+        int quick = _fil_track_alloc_quick(p, size);
+        if (FIL_UNLIKELY(quick != FIL_QUICK_DONE)) return tracked_rest(p, size, quick);
         _fil_tl_guard--;
-        return p;
     }
-    return FIL_UNLIKELY(!p) ? tracked_rest(p, size) : p;
+    return p;
 }
 
 /* ---- C ---- */

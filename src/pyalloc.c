@@ -22,9 +22,9 @@ static PyMemAllocatorEx prev_mem, prev_obj;
 
 static inline int active(void) { return _fil_tl_guard == 0 && _fil_tracking; }
 
-/* The full path behind w_malloc's quick one, guard set: drops it. */
-static FIL_NOINLINE void *malloc_rest(void *p, size_t size) {
-    if (p) _fil_track_alloc(p, size);
+/* The full path behind w_malloc's quick one (quick: what it said), guard set: drops it. */
+static FIL_NOINLINE void *malloc_rest(void *p, size_t size, int quick) {
+    if (p) _fil_track_alloc_after(p, size, quick);
     else _fil_oom_on_failure(size);   /* out of memory: report and exit (oom.c) */
     _fil_tl_guard--;
     return p;
@@ -35,8 +35,9 @@ static void *w_malloc(void *ctx, size_t size) {
     if (!active()) return a->malloc(a->ctx, size);
     _fil_tl_guard++;
     void *p = a->malloc(a->ctx, size);
-    if (FIL_UNLIKELY(p == NULL) || FIL_UNLIKELY(!_fil_track_alloc_quick(p, size)))
-        return malloc_rest(p, size);
+    if (FIL_UNLIKELY(p == NULL)) return malloc_rest(p, size, FIL_QUICK_NO);
+    int quick = _fil_track_alloc_quick(p, size);
+    if (FIL_UNLIKELY(quick != FIL_QUICK_DONE)) return malloc_rest(p, size, quick);
     _fil_tl_guard--;
     return p;
 }

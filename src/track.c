@@ -194,18 +194,26 @@ static inline int remove_locked(void *p, uint64_t *size, callsite_t *cs) {
     return remove_slow(p, e, size, cs);
 }
 
-FIL_ALWAYS_INLINE void _fil_track_alloc(void *p, size_t size) {
+/* _fil_track_alloc from the point where the lock is held (fast: as fil_lock_enter said). */
+static FIL_ALWAYS_INLINE void alloc_held(fil_thread_t *me, int fast, void *p, size_t size) {
     /* A block of no bytes changes no total and no callsite's share: not recorded, and no stack
        taken (Python's lists give their storage back this way each time they empty). A later
        realloc or free of it finds nothing, as for any block never seen. */
-    if (FIL_UNLIKELY(size == 0)) return;
-    fil_thread_t *me = _fil_tl_thread;
-    int fast = fil_lock_enter(me);
+    if (FIL_UNLIKELY(size == 0)) {
+        fil_lock_leave(me, fast);
+        return;
+    }
     add_locked(p, size, current_callsite_locked(me));
     /* oom.c's early check: one subtraction and compare here, the /proc reads only rarely. */
     int oom_due = (_fil_oom_countdown -= (int64_t)size) < 0;
     fil_lock_leave(me, fast);
     if (FIL_UNLIKELY(oom_due)) _fil_oom_poll();
+}
+
+FIL_ALWAYS_INLINE void _fil_track_alloc(void *p, size_t size) {
+    if (FIL_UNLIKELY(size == 0)) return;   /* alloc_held's rule, before taking the lock */
+    fil_thread_t *me = _fil_tl_thread;
+    alloc_held(me, fil_lock_enter(me), p, size);
 }
 
 FIL_ALWAYS_INLINE int _fil_track_take(void *p, uint64_t *size, callsite_t *cs) {
@@ -227,19 +235,26 @@ FIL_ALWAYS_INLINE void _fil_track_free(void *p) {
    due. Anything else is left to the full path, before anything is changed. */
 FIL_ALWAYS_INLINE int _fil_track_alloc_quick(void *p, size_t size) {
     fil_thread_t *me = _fil_tl_thread;
-    if (FIL_UNLIKELY(!fil_lock_try_biased(me))) return 0;
+    if (FIL_UNLIKELY(!fil_lock_try_biased(me))) return FIL_QUICK_NO;
     callsite_t cs = _fil_stack_quick(me);
     uint32_t *e = fil_small_entry_cached((uintptr_t)p);
-    int done = FIL_LIKELY(e != NULL) && FIL_LIKELY(size - 1 < SMALL_MAX_SIZE) &&
-               FIL_LIKELY(cs <= SMALL_MAX_CALLSITE) && FIL_LIKELY(cs < peak.capacity) &&
-               FIL_LIKELY(*e == 0) && FIL_LIKELY(_fil_oom_countdown >= (int64_t)size);
-    if (FIL_LIKELY(done)) {
+    if (FIL_LIKELY(e != NULL) && FIL_LIKELY(size - 1 < SMALL_MAX_SIZE) &&
+        FIL_LIKELY(cs <= SMALL_MAX_CALLSITE) && FIL_LIKELY(cs < peak.capacity) &&
+        FIL_LIKELY(*e == 0) && FIL_LIKELY(_fil_oom_countdown >= (int64_t)size)) {
         *e = fil_small_pack(cs, size);
         _fil_peak_add(&peak, cs, size);
         _fil_oom_countdown -= (int64_t)size;
+        fil_lock_leave(me, 1);
+        return FIL_QUICK_DONE;
     }
-    fil_lock_leave(me, 1);
-    return done;
+    /* A new stack, mostly (Python code allocates at a new instruction each time): the full
+       path goes on under the lock already held rather than leave and take it again. */
+    return FIL_QUICK_HELD;
+}
+
+void _fil_track_alloc_after(void *p, size_t size, int quick) {
+    if (quick == FIL_QUICK_HELD) alloc_held(_fil_tl_thread, 1, p, size);
+    else if (quick == FIL_QUICK_NO) _fil_track_alloc(p, size);
 }
 
 FIL_ALWAYS_INLINE uint32_t _fil_track_free_quick(void *p) {
@@ -258,7 +273,7 @@ FIL_ALWAYS_INLINE uint32_t _fil_track_free_quick(void *p) {
     return size;
 }
 
-void _fil_track_put(void *p, uint64_t size, callsite_t cs) {
+FIL_ALWAYS_INLINE void _fil_track_put(void *p, uint64_t size, callsite_t cs) {
     fil_thread_t *me = _fil_tl_thread;
     int fast = fil_lock_enter(me);
     add_locked(p, size, cs);

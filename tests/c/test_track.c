@@ -156,10 +156,10 @@ static void test_quick_paths(void) {
     _fil_track_free(arena);
     uint64_t base = live_now();
 
-    /* Without the bias, or with a stack the quick provider does not know: nothing changes. */
+    /* Without the bias: nothing changes. */
     quick_cs = FIL_STACK_UNKNOWN;
     stacks_taken = 0;
-    CHECK(!_fil_track_alloc_quick(a, 40));
+    CHECK_EQ_U(_fil_track_alloc_quick(a, 40), FIL_QUICK_NO);
     CHECK_UNKNOWN(a);
     CHECK_EQ_U(live_now(), base);
     _fil_track_alloc(a, 40);
@@ -176,7 +176,7 @@ static void test_quick_paths(void) {
     CHECK_EQ_U(biased, _fil_lock_bias_possible());
     if (!biased) {   /* ThreadSanitizer's build: the quick paths must decline */
         quick_cs = 7;
-        CHECK(!_fil_track_alloc_quick(b, 24));
+        CHECK_EQ_U(_fil_track_alloc_quick(b, 24), FIL_QUICK_NO);
         CHECK(_fil_track_free_quick(a) == 0);
         CHECK_BLOCK(a, 40, 7);
         _fil_track_free(a);
@@ -184,20 +184,35 @@ static void test_quick_paths(void) {
         _fil_small_arena_unmap(arena, 1u << 20);
         return;
     }
-    /* An unknown stack still declines with the bias held. */
-    CHECK(!_fil_track_alloc_quick(b, 24));
-    CHECK_UNKNOWN(b);
+    /* With the bias, an unknown stack declines with the lock held, and the full path goes on
+       from there: the full stack is taken, the block recorded once, the lock left. */
+    stacks_taken = 0;
+    int r = _fil_track_alloc_quick(b, 24);
+    CHECK_EQ_U(r, FIL_QUICK_HELD);
+    _fil_track_alloc_after(b, 24, r);
+    CHECK_EQ_U(stacks_taken, 1);
+    CHECK_BLOCK(b, 24, 7);
+    CHECK_EQ_U(live_now(), base + 64);
+    _fil_track_free(b);
     /* A known one: recorded as the full path would, without taking the full stack. */
     quick_cs = 9;
     stacks_taken = 0;
-    CHECK(_fil_track_alloc_quick(b, 24));
+    CHECK_EQ_U(_fil_track_alloc_quick(b, 24), FIL_QUICK_DONE);
     CHECK_EQ_U(stacks_taken, 0);
     CHECK_BLOCK(b, 24, 9);
     CHECK_EQ_U(live_now(), base + 64);
-    /* An empty block, one too big for a side entry, a taken entry: declined, unchanged. */
-    CHECK(!_fil_track_alloc_quick(b + 16, 0));
-    CHECK(!_fil_track_alloc_quick(b + 16, SMALL_MAX_SIZE + 1));
-    CHECK(!_fil_track_alloc_quick(b, 24));
+    /* An empty block, one too big for a side entry: declined, and the full path's rules hold
+       (the first is not recorded, the second is, in the allocation table). */
+    r = _fil_track_alloc_quick(b + 16, 0);
+    CHECK_EQ_U(r, FIL_QUICK_HELD);
+    _fil_track_alloc_after(b + 16, 0, r);
+    CHECK_UNKNOWN(b + 16);
+    r = _fil_track_alloc_quick(b + 16, SMALL_MAX_SIZE + 1);
+    CHECK_EQ_U(r, FIL_QUICK_HELD);
+    _fil_track_alloc_after(b + 16, SMALL_MAX_SIZE + 1, r);
+    CHECK_BLOCK(b + 16, SMALL_MAX_SIZE + 1, 7);
+    CHECK_EQ_U(_fil_track_free_quick(b + 16), 0);   /* not in a side entry: the full free's */
+    _fil_track_free(b + 16);
     CHECK_UNKNOWN(b + 16);
     CHECK_BLOCK(b, 24, 9);
     CHECK_EQ_U(live_now(), base + 64);
@@ -210,7 +225,8 @@ static void test_quick_paths(void) {
     /* At a peak a free declines (the full path settles the peak first), and the peak report
        then holds the block. */
     _fil_track_reset();
-    if (!_fil_track_alloc_quick(a, 40)) _fil_track_alloc(a, 40);   /* a new peak, either way */
+    r = _fil_track_alloc_quick(a, 40);   /* a new peak, either way */
+    if (r != FIL_QUICK_DONE) _fil_track_alloc_after(a, 40, r);
     CHECK_EQ_U(_fil_track_free_quick(a), 0);
     CHECK_BLOCK(a, 40, 9);
     _fil_track_free(a);

@@ -83,8 +83,9 @@ callsite_t _fil_stack_quick(fil_thread_t *ts) {
    answered, which would leave them untested. */
 static atomic_long quick_allocs, quick_frees;
 static void track_alloc(void *p, size_t size) {
-    if (_fil_track_alloc_quick(p, size)) atomic_fetch_add_explicit(&quick_allocs, 1, memory_order_relaxed);
-    else _fil_track_alloc(p, size);
+    int quick = _fil_track_alloc_quick(p, size);
+    if (quick == FIL_QUICK_DONE) atomic_fetch_add_explicit(&quick_allocs, 1, memory_order_relaxed);
+    else _fil_track_alloc_after(p, size, quick);
 }
 static void track_free(void *p) {
     if (_fil_track_free_quick(p)) atomic_fetch_add_explicit(&quick_frees, 1, memory_order_relaxed);
