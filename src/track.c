@@ -13,11 +13,12 @@
  * The hot path makes no calls. The hooks try _fil_track_alloc_quick and _fil_track_free_quick
  * first: the lock's biased half, the stack provider's quick answer, one side entry and the peak
  * counters, all inlined into the hook (always_inline; link-time optimization carries them across
- * files). Either does the whole job or changes nothing, and the hook then calls a function out
- * of line that takes the full path: _fil_track_alloc, _fil_track_free, _fil_track_take (also
- * inline there), with every rarer case out of line in turn (add_slow, remove_slow, the
- * spinlock). So the common case pays for no register saves it does not need: in a pandas job,
- * tens of millions of objects made and freed.
+ * files). Either does the whole job or leaves the books as they were, and the hook then calls a
+ * function out of line that takes the full path: _fil_track_alloc, _fil_track_free,
+ * _fil_track_take (also inline there), with every rarer case out of line in turn (add_slow,
+ * remove_slow, the spinlock). An allocation declined after the lock was taken (a new stack,
+ * mostly) goes on under that lock (_fil_track_alloc_after). So the common case pays for no
+ * register saves it does not need: in a pandas job, tens of millions of objects made and freed.
  */
 #include "fil_internal.h"
 #include "oom.h"
@@ -232,7 +233,7 @@ FIL_ALWAYS_INLINE void _fil_track_free(void *p) {
 
 /* The quick paths (fil_internal.h): the biased lock, a stack the cache answers at a glance, a
    side entry in a cached region, no new peak to settle on a free, and no out-of-memory check
-   due. Anything else is left to the full path, before anything is changed. */
+   due. Anything else is left to the full path, before the books are changed. */
 FIL_ALWAYS_INLINE int _fil_track_alloc_quick(void *p, size_t size) {
     fil_thread_t *me = _fil_tl_thread;
     if (FIL_UNLIKELY(!fil_lock_try_biased(me))) return FIL_QUICK_NO;
