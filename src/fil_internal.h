@@ -249,11 +249,15 @@ static inline void _fil_peak_add(peak_t *p, callsite_t cs, uint64_t bytes) {
         p->at_peak = true;
     }
 }
+/* _fil_peak_sub once the state is known not to be the peak (no snapshot to take first). */
+static inline void fil_peak_sub_settled(peak_t *p, callsite_t cs, uint64_t bytes) {
+    p->live[cs] = fil_peak_mark_dirty(p, cs, p->live[cs]) - bytes;
+    p->live_total -= bytes;
+}
 static inline void _fil_peak_sub(peak_t *p, callsite_t cs, uint64_t bytes) {
     if (bytes == 0) return;
     if (p->at_peak) _fil_peak_settle(p);
-    p->live[cs] = fil_peak_mark_dirty(p, cs, p->live[cs]) - bytes;
-    p->live_total -= bytes;
+    fil_peak_sub_settled(p, cs, bytes);
 }
 
 /* ---- prof_write.c: the collapsed-stacks file ---- */

@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 
 static PyMemAllocatorEx prev_mem, prev_obj;
+#define PYMALLOC_MAX_REQUEST 512   /* pymalloc's own blocks; larger requests go to malloc */
 
 static inline int active(void) { return _fil_tl_guard == 0 && _fil_tracking; }
 
@@ -83,8 +84,8 @@ static void w_free(void *ctx, void *p) {
     if (p && active()) {
         _fil_tl_guard++;
         uint32_t size = _fil_track_free_quick(p);
-        if (FIL_UNLIKELY(size == 0) || FIL_UNLIKELY(size > 512)) {
-            if (size == 0) return free_rest(a, p);
+        if (FIL_UNLIKELY(size == 0)) return free_rest(a, p);
+        if (FIL_UNLIKELY(size > PYMALLOC_MAX_REQUEST)) {
             a->free(a->ctx, p);
             _fil_tl_guard--;
             return;

@@ -159,16 +159,20 @@ static FIL_NOINLINE void add_slow(void *p, size_t size, callsite_t cs) {
     _fil_peak_add(&peak, cs, size);
 }
 
-/* The common case inline: a small block with an empty side entry. */
-static inline void add_locked(void *p, size_t size, callsite_t cs) {
-    uint32_t *e = _fil_small_entry((uintptr_t)p);
+/* The common case, recorded in side entry e (NULL: none) if it fits there: 1 if done. */
+static inline int add_to_entry(uint32_t *e, size_t size, callsite_t cs) {
     if (FIL_LIKELY(e != NULL) && FIL_LIKELY(size <= SMALL_MAX_SIZE) &&
         FIL_LIKELY(cs < peak.capacity) && cs <= SMALL_MAX_CALLSITE && FIL_LIKELY(*e == 0)) {
         *e = fil_small_pack(cs, size);
         _fil_peak_add(&peak, cs, size);
-        return;
+        return 1;
     }
-    add_slow(p, size, cs);
+    return 0;
+}
+
+/* The common case inline: a small block with an empty side entry. */
+static inline void add_locked(void *p, size_t size, callsite_t cs) {
+    if (!add_to_entry(_fil_small_entry((uintptr_t)p), size, cs)) add_slow(p, size, cs);
 }
 
 static FIL_NOINLINE int remove_slow(void *p, uint32_t *e, uint64_t *size, callsite_t *cs) {
@@ -237,13 +241,9 @@ FIL_ALWAYS_INLINE void _fil_track_free(void *p) {
 FIL_ALWAYS_INLINE int _fil_track_alloc_quick(void *p, size_t size) {
     fil_thread_t *me = _fil_tl_thread;
     if (FIL_UNLIKELY(!fil_lock_try_biased(me))) return FIL_QUICK_NO;
-    callsite_t cs = _fil_stack_quick(me);
-    uint32_t *e = fil_small_entry_cached((uintptr_t)p);
-    if (FIL_LIKELY(e != NULL) && FIL_LIKELY(size - 1 < SMALL_MAX_SIZE) &&
-        FIL_LIKELY(cs <= SMALL_MAX_CALLSITE) && FIL_LIKELY(cs < peak.capacity) &&
-        FIL_LIKELY(*e == 0) && FIL_LIKELY(_fil_oom_countdown >= (int64_t)size)) {
-        *e = fil_small_pack(cs, size);
-        _fil_peak_add(&peak, cs, size);
+    callsite_t cs = _fil_stack_quick(me);   /* FIL_STACK_UNKNOWN fits no side entry */
+    if (FIL_LIKELY(size != 0) && FIL_LIKELY(_fil_oom_countdown >= (int64_t)size) &&
+        FIL_LIKELY(add_to_entry(fil_small_entry_cached((uintptr_t)p), size, cs))) {
         _fil_oom_countdown -= (int64_t)size;
         fil_lock_leave(me, 1);
         return FIL_QUICK_DONE;
@@ -264,11 +264,9 @@ FIL_ALWAYS_INLINE uint32_t _fil_track_free_quick(void *p) {
     uint32_t *e = fil_small_entry_cached((uintptr_t)p);
     uint32_t v = FIL_LIKELY(e != NULL) && FIL_LIKELY(!peak.at_peak) ? *e : 0;
     uint32_t size = fil_small_size(v);
-    if (FIL_LIKELY(v != 0)) {   /* _fil_peak_sub, less the settling just ruled out */
-        callsite_t cs = fil_small_cs(v);
+    if (FIL_LIKELY(v != 0)) {
         *e = 0;
-        peak.live[cs] = fil_peak_mark_dirty(&peak, cs, peak.live[cs]) - size;
-        peak.live_total -= size;
+        fil_peak_sub_settled(&peak, fil_small_cs(v), size);   /* no peak to settle: ruled out */
     }
     fil_lock_leave(me, 1);
     return size;
