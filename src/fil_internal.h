@@ -287,6 +287,15 @@ typedef struct {
     int32_t lasti;
     callsite_t node;
 } fil_node_memo_t;
+/* pystack_311.c: while a mark holds, the other instructions its top frame allocated at, with
+   their nodes (the frame, its code and everything under it being as cached), direct-mapped by
+   instruction; valid when gen is the thread's mark_gen. */
+#define FIL_TOP_ALTS 16
+typedef struct {
+    const void *instr;
+    uint32_t gen;
+    callsite_t node;
+} fil_top_alt_t;
 typedef struct fil_thread_s {
     struct fil_thread_s *next_free;
     unsigned long self;          /* pthread_self() of the thread it belongs to */
@@ -307,11 +316,15 @@ typedef struct fil_thread_s {
     /* pystack_311.c: the saved stack depth of the cached top frame's caller, in whose slot at
        that depth the mark was left (-1: none) */
     int32_t mark_depth;
+    /* pystack_311.c: the number of marks left so far (0 after wrapping: the alternatives are
+       emptied), naming the mark the alternatives belong to */
+    uint32_t mark_gen;
     callsite_t fallback_parent;  /* native threads: the inherited stack the marker hangs from */
     callsite_t fallback_node;    /* ... and its "[native thread ...]" child, interned once */
     atomic_int lock_busy;        /* lock.c: inside the lock on the biased fast path */
     uint32_t memo_epoch;         /* the stack epoch memo[] was filled in (0: never) */
     fil_node_memo_t memo[FIL_NODE_MEMO];
+    fil_top_alt_t alt[FIL_TOP_ALTS];
     frame_cache_entry_t cache[FIL_MAX_FRAMES];
     frame_cache_entry_t scratch[FIL_MAX_FRAMES];  /* the stack being taken, innermost first */
 } fil_thread_t;

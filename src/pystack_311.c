@@ -311,10 +311,28 @@ static FIL_ALWAYS_INLINE int marked_top(const fil_thread_t *ts, const _PyInterpr
            caller->localsplus[ts->mark_depth] == FRAME_MARK && c[0].below == stop;
 }
 
+/* Where an instruction of the marked top frame is remembered (fil_thread_t.alt). */
+static FIL_ALWAYS_INLINE fil_top_alt_t *alt_slot(fil_thread_t *ts, const void *instr) {
+    return &ts->alt[((uintptr_t)instr * 0x9E3779B97F4A7C15ull) >> (64 - 4)];
+}
+_Static_assert(FIL_TOP_ALTS == 16, "alt_slot takes 4 bits");
+
+/* The node of the marked top frame (marked_top holds) at instruction instr: the cached entry's,
+   or one it allocated at earlier under the same mark; a loop body allocates at several
+   instructions in turn. FIL_STACK_UNKNOWN if neither. */
+static FIL_ALWAYS_INLINE callsite_t marked_node(fil_thread_t *ts, const void *instr) {
+    const frame_cache_entry_t *e = &ts->cache[ts->cache_depth - 1];
+    if (FIL_LIKELY(instr == e->instr)) return e->node;
+    const fil_top_alt_t *a = alt_slot(ts, instr);
+    return FIL_LIKELY(a->instr == instr) && FIL_LIKELY(a->gen == ts->mark_gen) ? a->node
+                                                                              : FIL_STACK_UNKNOWN;
+}
+
 /* After the cache was filled for top: mark it if it qualifies (see above). */
 static FIL_NOINLINE void leave_mark(fil_thread_t *ts, _PyInterpreterFrame *top) {
     uint32_t d = ts->cache_depth;
     ts->mark_depth = -1;
+    if (FIL_UNLIKELY(++ts->mark_gen == 0)) memset(ts->alt, 0, sizeof ts->alt);   /* old marks' */
     if (!top || d < 2 || ts->cache_base != CALLSITE_NO_PYTHON || top->is_entry) return;
     _PyInterpreterFrame *caller = top->previous;
     if (caller != ts->cache[d - 2].frame || ts->cache[d - 1].frame != top) return;
@@ -349,6 +367,15 @@ static FIL_NOINLINE callsite_t refill_top(fil_thread_t *ts, _PyInterpreterFrame 
     for (uint32_t k = d; k-- > changed; f = f->previous) fill_entry(&c[k], f);
     note_refill(ts, changed, d);
     return intern_from(ts, changed, d, changed ? c[changed - 1].node : CALLSITE_NO_PYTHON);
+}
+
+/* The marked top frame at an instruction not met under this mark yet: the entry it replaces
+   becomes one of the alternatives, the mark stays. */
+static FIL_NOINLINE callsite_t refill_marked_top(fil_thread_t *ts, _PyInterpreterFrame *top) {
+    uint32_t d = ts->cache_depth;
+    const frame_cache_entry_t *e = &ts->cache[d - 1];
+    *alt_slot(ts, e->instr) = (fil_top_alt_t){e->instr, ts->mark_gen, e->node};
+    return refill_top(ts, top, d - 1, d);
 }
 
 /* walk_frames when the fast check could not decide: the chain walked once. */
@@ -421,10 +448,10 @@ static FIL_ALWAYS_INLINE callsite_t take_stack(fil_thread_t *ts, PyThreadState *
     _PyInterpreterFrame *stop = tstate == cut_tstate ? cut_frame : NULL;
     frame_cache_entry_t *c = ts->cache;
     uint32_t d = ts->cache_depth;
-    /* 0. The top frame marked as the one cached (leave_mark): only its instruction to compare. */
+    /* 0. The top frame marked as the one cached (leave_mark): only its instruction to look up. */
     if (own && FIL_LIKELY(marked_top(ts, top, stop))) {
-        return FIL_LIKELY(top->prev_instr == c[d - 1].instr) ? c[d - 1].node
-                                                              : refill_top(ts, top, d - 1, d);
+        callsite_t cs = marked_node(ts, top->prev_instr);
+        return FIL_LIKELY(cs != FIL_STACK_UNKNOWN) ? cs : refill_marked_top(ts, top);
     }
     /* 1. Frames at the cached addresses, all inside the data-stack chunk in use (so mapped
        whatever happened since): check the chain link by link from the cache, loads that do not
@@ -538,8 +565,8 @@ static FIL_NOINLINE callsite_t python_stack(fil_thread_t *ts) {
 }
 
 /* The tracker's stack providers (fil_internal.h). The quick one is inline in the hooks' quick
-   paths: the thread's own marked top frame at its cached instruction (take_stack's path 0), or
-   a thread in native code whose kept stack still holds. Tracking starts only after
+   paths: the thread's own marked top frame at an instruction known under the mark (take_stack's
+   path 0), or a thread in native code whose kept stack still holds. Tracking starts only after
    _fil_pystack_install. */
 extern inline FIL_ALWAYS_INLINE callsite_t _fil_stack_quick(fil_thread_t *ts) {
 #ifndef FIL_CHECK_STACKS   /* the self-checking build checks every answer: python_stack gives all */
@@ -547,9 +574,8 @@ extern inline FIL_ALWAYS_INLINE callsite_t _fil_stack_quick(fil_thread_t *ts) {
     if (FIL_LIKELY(t != NULL) && FIL_LIKELY(t->thread_id == ts->self)) {
         if (FIL_UNLIKELY(t->cframe == NULL)) return FIL_STACK_UNKNOWN;
         _PyInterpreterFrame *top = t->cframe->current_frame;
-        if (FIL_LIKELY(marked_top(ts, top, t == cut_tstate ? cut_frame : NULL)) &&
-            FIL_LIKELY(top->prev_instr == ts->cache[ts->cache_depth - 1].instr))
-            return ts->cache[ts->cache_depth - 1].node;
+        if (FIL_LIKELY(marked_top(ts, top, t == cut_tstate ? cut_frame : NULL)))
+            return marked_node(ts, top->prev_instr);
     } else if (ts->released && FIL_LIKELY(released_stack_kept(ts))) {
         return ts->released_cs;
     }

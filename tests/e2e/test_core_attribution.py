@@ -366,6 +366,32 @@ def test_same_depth_stacks_that_differ_only_below_the_top(run_fil):
     assert_close(bytes_at(prof, L("leaf")), 23 * MiB, what=describe(prof))
 
 
+@pytest.mark.parametrize("nlines", [6, 24])
+def test_one_frame_allocating_at_several_lines_in_turn(run_fil, nlines):
+    """A loop body that allocates at several lines in turn (6, or 24: more than the profiler
+    keeps for one frame), run by one call and then by another from a different line: each block
+    belongs to its own line under its own caller. (The profiler remembers the lines a frame
+    allocated at while the frame stays on top; what it remembers for one call must not answer
+    for the next, whose frame sits at the same address with the same instructions.)"""
+    body = "\n".join("        row[%d] = bytearray(8192 * %d)  # @line%d" % (k, k + 1, k)
+                      for k in range(nlines))
+    script = textwrap.dedent("""\
+        ROWS = [[None] * %d for _ in range(40)]
+        def fill(rows):
+            for row in rows:
+        %s
+        fill(ROWS[:30])  # @first
+        fill(ROWS[30:])  # @second
+        """) % (nlines, body)
+    _, _, prof = run_fil(script)
+    L = lines(script)
+    for k in range(nlines):
+        for caller, rounds in (("first", 30), ("second", 10)):
+            got = bytes_under(prof, "%s (<module>)" % L(caller), "%s (fill)" % L("line%d" % k))
+            assert_close(got, rounds * 8192 * (k + 1), rel=0.02,
+                         what="line %d under %s\n%s" % (k, caller, describe(prof, 60)))
+
+
 def test_code_compiled_again_at_the_same_address_keeps_its_own_name(run_fil):
     """Functions compiled afresh in a loop, from two sources in turn, each called once from the
     same line and then freed: a new code object takes the address of one just freed, the other
