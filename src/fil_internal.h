@@ -276,6 +276,9 @@ typedef struct {
     const void *code;
     int32_t lasti;
     callsite_t node;
+    /* pystack_311.c: the saved stack depth at which a mark was left in this frame while it
+       called the next entry's frame (-1: none) */
+    int32_t mark;
 } frame_cache_entry_t;
 /* pystack_311.c: a thread's recent (parent node, code object, offset) -> child node lookups, in
    front of the shared cache, whose table outgrows the first-level cache in big programs. */

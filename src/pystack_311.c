@@ -274,6 +274,7 @@ static inline int all_inside(const frame_cache_entry_t *c, uint32_t d, uintptr_t
 }
 
 static inline void fill_entry(frame_cache_entry_t *e, _PyInterpreterFrame *f) {
+    e->mark = -1;
     e->below = f->previous;
     e->frame = f;
     e->instr = f->prev_instr;
@@ -299,6 +300,19 @@ static inline void fill_entry(frame_cache_entry_t *e, _PyInterpreterFrame *f) {
    mark. Only the thread's own frames are marked: a native thread charged to a waiting Python
    thread must not write into frames that may resume meanwhile. */
 #define FRAME_MARK ((PyObject *)(uintptr_t)0x46494c2d4d41524bULL)   /* "FIL-MARK": odd */
+
+/* Whether frame f is cached entry k, as are all under it, by the mark left in its caller
+   (entry k - 1) when the cache was filled: a mark left earlier than the last one, for a frame
+   the stack has returned to. */
+static inline int marked_below(const fil_thread_t *ts, uint32_t k, const _PyInterpreterFrame *f,
+                               const void *stop) {
+    const frame_cache_entry_t *c = ts->cache;
+    int32_t depth = c[k - 1].mark;
+    if (depth < 0 || c[k].frame != (const void *)f) return 0;
+    const _PyInterpreterFrame *caller = c[k].below;
+    return f->previous == caller && !f->is_entry && caller->stacktop == depth &&
+           caller->localsplus[depth] == FRAME_MARK && c[0].below == stop;
+}
 
 static FIL_ALWAYS_INLINE int marked_top(const fil_thread_t *ts, const _PyInterpreterFrame *top,
                                         const void *stop) {
@@ -333,6 +347,7 @@ static FIL_NOINLINE void leave_mark(fil_thread_t *ts, _PyInterpreterFrame *top) 
     uint32_t d = ts->cache_depth;
     ts->mark_depth = -1;
     if (FIL_UNLIKELY(++ts->mark_gen == 0)) memset(ts->alt, 0, sizeof ts->alt);   /* old marks' */
+    if (d >= 2) ts->cache[d - 2].mark = -1;
     if (!top || d < 2 || ts->cache_base != CALLSITE_NO_PYTHON || top->is_entry) return;
     _PyInterpreterFrame *caller = top->previous;
     if (caller != ts->cache[d - 2].frame || ts->cache[d - 1].frame != top) return;
@@ -341,6 +356,7 @@ static FIL_NOINLINE void leave_mark(fil_thread_t *ts, _PyInterpreterFrame *top) 
     if (depth < code->co_nlocalsplus || depth >= code->co_nlocalsplus + code->co_stacksize) return;
     caller->localsplus[depth] = FRAME_MARK;
     ts->mark_depth = depth;
+    ts->cache[d - 2].mark = depth;
 }
 
 /* The calling thread's thread state, or NULL. Most allocations come from the thread holding the
@@ -379,10 +395,42 @@ static FIL_NOINLINE callsite_t refill_marked_top(fil_thread_t *ts, _PyInterprete
 }
 
 /* walk_frames when the fast check could not decide: the chain walked once. */
+#define PUSHED_MAX 8   /* new frames looked through above the marked one */
 static FIL_NOINLINE callsite_t walk_slow(fil_thread_t *ts, PyThreadState *tstate,
                                          _PyInterpreterFrame *top, _PyInterpreterFrame *stop) {
     frame_cache_entry_t *c = ts->cache;
     uint32_t d = ts->cache_depth;
+    /* 2a. Calls made on top of the marked top frame since (frames pushed on one chunk lie higher
+       up): only the new frames are read, down to the marked one, which the mark shows to be the
+       frame cached, with everything under it (see marked_top); its instruction is read again. */
+    if (ts->mark_depth >= 0 && (uintptr_t)top > (uintptr_t)c[d - 1].frame) {
+        frame_cache_entry_t *sc = ts->scratch;
+        uint32_t j = 0;
+        _PyInterpreterFrame *f = top;
+        for (; f && f != stop && f != c[d - 1].frame && j < PUSHED_MAX; f = f->previous)
+            fill_entry(&sc[j++], f);
+        if (f == c[d - 1].frame && d + j <= FIL_MAX_FRAMES && marked_top(ts, f, stop)) {
+            fill_entry(&c[d - 1], f);
+            for (uint32_t i = 0; i < j; i++) c[d + i] = sc[j - 1 - i];
+            uint32_t n = d + j;
+            note_refill(ts, d - 1, n);
+            ts->cache_depth = n;
+            return intern_from(ts, d - 1, n, c[d - 2].node);
+        }
+    }
+    /* 2b. Returned to a frame cached further down (lower on the chunk), whose caller's mark
+       still holds: the stack is the cache's up to that frame, whose instruction is read again. */
+    if (d >= 2 && ts->cache_base == CALLSITE_NO_PYTHON &&
+        (uintptr_t)top < (uintptr_t)c[d - 1].frame) {
+        for (uint32_t k = d - 1; k-- > 1;) {
+            if (c[k].frame != (const void *)top) continue;
+            if (!marked_below(ts, k, top, stop)) break;
+            fill_entry(&c[k], top);
+            note_refill(ts, k, k + 1);
+            ts->cache_depth = k + 1;
+            return intern_from(ts, k, k + 1, c[k - 1].node);
+        }
+    }
     /* 2. A stack as deep as the cached one: one walk down the chain, compared as it goes. */
     if (d && ts->cache_base == CALLSITE_NO_PYTHON) {
         uint32_t i = 0, changed = d;
@@ -439,9 +487,11 @@ static FIL_NOINLINE callsite_t after_refill(fil_thread_t *ts, _PyInterpreterFram
 
    The first checks are inline in the hook path. The mark (above) answers for a top frame called
    from Python, in a few loads however deep the stack: in a pandas job, nearly every allocation.
-   Otherwise, for a stack as deep as the cached one, every frame is compared; that, or the walk
-   in walk_slow, finds the outermost frame that differs from the cache, and only the frames
-   above it are read again. */
+   Otherwise, for a stack as deep as the cached one, every frame is compared. In walk_slow, the
+   marks left before (one per caller, each kept while its frame stays suspended in that call)
+   answer for calls made on top of the marked frame and for returns to a marked one, reading
+   only the frames above it; failing those, the whole chain is walked. Each way finds the
+   outermost frame that differs from the cache, and only the frames above it are read again. */
 static FIL_ALWAYS_INLINE callsite_t take_stack(fil_thread_t *ts, PyThreadState *tstate, int own) {
     if (FIL_UNLIKELY(!tstate->cframe)) return ts->inherited;
     _PyInterpreterFrame *top = tstate->cframe->current_frame;
