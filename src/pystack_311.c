@@ -301,28 +301,27 @@ static inline void fill_entry(frame_cache_entry_t *e, _PyInterpreterFrame *f) {
    thread must not write into frames that may resume meanwhile. */
 #define FRAME_MARK ((PyObject *)(uintptr_t)0x46494c2d4d41524bULL)   /* "FIL-MARK": odd */
 
-/* Whether frame f is cached entry k, as are all under it, by the mark left in its caller
-   (entry k - 1) when the cache was filled: a mark left earlier than the last one, for a frame
-   the stack has returned to. */
-static inline int marked_below(const fil_thread_t *ts, uint32_t k, const _PyInterpreterFrame *f,
-                               const void *stop) {
-    const frame_cache_entry_t *c = ts->cache;
-    int32_t depth = c[k - 1].mark;
+/* Whether frame f is cached entry k, as are all under it, by a mark left at `depth` in its
+   caller (entry k - 1; depth -1: none). The caller is read as cached, so that its slot is read
+   while f->previous is still on its way. */
+static FIL_ALWAYS_INLINE int mark_holds(const frame_cache_entry_t *c, uint32_t k, int32_t depth,
+                                        const _PyInterpreterFrame *f, const void *stop) {
     if (depth < 0 || c[k].frame != (const void *)f) return 0;
     const _PyInterpreterFrame *caller = c[k].below;
     return f->previous == caller && !f->is_entry && caller->stacktop == depth &&
            caller->localsplus[depth] == FRAME_MARK && c[0].below == stop;
 }
 
+/* The top frame, by the last mark left (leave_mark). */
 static FIL_ALWAYS_INLINE int marked_top(const fil_thread_t *ts, const _PyInterpreterFrame *top,
                                         const void *stop) {
-    const frame_cache_entry_t *c = ts->cache;
-    uint32_t d = ts->cache_depth;
-    if (ts->mark_depth < 0 || c[d - 1].frame != (const void *)top) return 0;
-    /* The caller as cached, so that its slot is read while top->previous is still on its way. */
-    const _PyInterpreterFrame *caller = c[d - 1].below;
-    return top->previous == caller && !top->is_entry && caller->stacktop == ts->mark_depth &&
-           caller->localsplus[ts->mark_depth] == FRAME_MARK && c[0].below == stop;
+    return mark_holds(ts->cache, ts->cache_depth - 1, ts->mark_depth, top, stop);
+}
+
+/* A frame further down that the stack has returned to, by the mark its caller kept. */
+static inline int marked_below(const fil_thread_t *ts, uint32_t k, const _PyInterpreterFrame *f,
+                               const void *stop) {
+    return mark_holds(ts->cache, k, ts->cache[k - 1].mark, f, stop);
 }
 
 /* Where an instruction of the marked top frame is remembered (fil_thread_t.alt). */
