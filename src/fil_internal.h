@@ -56,6 +56,30 @@ size_t _fil_alloc_table_bytes(const alloc_table_t *t);
 static inline uint32_t fil_small_pack(callsite_t cs, uint64_t size) {
     return ((cs + 1) << SMALL_SIZE_BITS) | (uint32_t)size;
 }
+/* Claim an empty entry: store v if *e is 0, and return what *e held (0: claimed). The first
+   touch of a side-table page is usually this, and it must be a write: a read maps the kernel's
+   shared zero page, and the write that follows then faults a second time and, in a process with
+   other threads (numpy's BLAS pool), flushes their TLBs by interrupt. x86's compare-exchange
+   always writes its destination, so an unlocked one is a write access that costs little; the
+   lock prefix is not needed, the tracking lock is held. Elsewhere, and in the sanitizer builds
+   (which do not see into asm), a read and a write. */
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(__SANITIZE_ADDRESS__) && \
+    !defined(__SANITIZE_THREAD__)
+#define FIL_SMALL_CLAIM_WRITES 1
+#else
+#define FIL_SMALL_CLAIM_WRITES 0
+#endif
+static inline uint32_t fil_small_claim(uint32_t *e, uint32_t v) {
+#if FIL_SMALL_CLAIM_WRITES
+    uint32_t old = 0;
+    __asm__("cmpxchgl %2, %1" : "+a"(old), "+m"(*e) : "r"(v) : "cc");
+    return old;
+#else
+    uint32_t old = *e;
+    if (old == 0) *e = v;
+    return old;
+#endif
+}
 static inline callsite_t fil_small_cs(uint32_t entry) { return (entry >> SMALL_SIZE_BITS) - 1; }
 static inline uint32_t fil_small_size(uint32_t entry) { return entry & SMALL_MAX_SIZE; }
 /* A new zeroed arena of size bytes (a multiple of the page size, at most 1 MiB) with its side

@@ -37,6 +37,9 @@ static int resize(void **arr, size_t elem, size_t from, size_t to) {
     }
     void *q = prim_pages_resize(*arr, from * elem, to * elem);
     if (!q) return -1;
+    /* A callsite's counters are first read, then written (_fil_peak_add): fault the new ones in
+       writable now, in one call, rather than each page twice (see PRIM_PAGES_POPULATE). */
+    if (to > from) prim_pages_populate((char *)q + from * elem, (to - from) * elem);
     *arr = q;
     return 0;
 }

@@ -162,8 +162,8 @@ static FIL_NOINLINE void add_slow(void *p, size_t size, callsite_t cs) {
 /* The common case, recorded in side entry e (NULL: none) if it fits there: 1 if done. */
 static inline int add_to_entry(uint32_t *e, size_t size, callsite_t cs) {
     if (FIL_LIKELY(e != NULL) && FIL_LIKELY(size <= SMALL_MAX_SIZE) &&
-        FIL_LIKELY(cs < peak.capacity) && cs <= SMALL_MAX_CALLSITE && FIL_LIKELY(*e == 0)) {
-        *e = fil_small_pack(cs, size);
+        FIL_LIKELY(cs < peak.capacity) && cs <= SMALL_MAX_CALLSITE &&
+        FIL_LIKELY(fil_small_claim(e, fil_small_pack(cs, size)) == 0)) {
         _fil_peak_add(&peak, cs, size);
         return 1;
     }

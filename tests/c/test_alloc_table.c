@@ -198,8 +198,28 @@ static void test_random(uint64_t seed) {
     CHECK_EQ_U(_fil_alloc_table_insert(&t, pool[0], 5, 6, &s, &c), 0);
 }
 
+/* The rehash into a bigger table reads each slot before it writes it: the new slots are faulted
+   in writable at once, one fault a page, not two (a read maps the shared zero page, the write
+   then replaces it, which in a threaded process interrupts the other CPUs to flush their TLBs). */
+static void test_growth_faults_in_slots(void) {
+    alloc_table_t t = {0};
+    uint64_t size;
+    callsite_t cs;
+    uintptr_t key = 0x100000;
+    while (t.capacity < 32768 || (t.count + 1) * 4 <= t.capacity * 3)   /* up to the growth */
+        _fil_alloc_table_insert(&t, key += 16, 1, 1, &size, &cs);
+    long before = test_minor_faults();
+    _fil_alloc_table_insert(&t, key += 16, 1, 1, &size, &cs);   /* grows: 1 MiB of slots */
+    long faults = test_minor_faults() - before;
+    CHECK_EQ_U(t.capacity, 65536);
+    long pages = (long)(t.capacity * sizeof(alloc_slot_t) / 4096);
+    if (TEST_FAULTS_COUNTED) CHECK(faults >= 0 && faults <= pages + 8);
+    _fil_alloc_table_clear(&t);
+}
+
 int main(void) {
     test_fixed();
+    test_growth_faults_in_slots();
     test_growth();
     uint64_t seed = test_seed("test_alloc_table", 0xA110C);
     for (int i = 0; i < 4; i++) test_random(seed + (uint64_t)i);

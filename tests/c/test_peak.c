@@ -187,8 +187,24 @@ static void test_random(uint64_t seed) {
     ref_ncs = MAXCS;
 }
 
+/* A callsite's counters are read before they are written; when the arrays grow, the new part is
+   faulted in writable at once, so the first use of a new callsite does not fault (twice: a read
+   maps the shared zero page, the write replaces it). */
+static void test_growth_faults_in_new_counters(void) {
+    peak_t p = {0};
+    CHECK_EQ_U(_fil_peak_reserve(&p, 1), 0);
+    uint32_t first = p.capacity;
+    CHECK_EQ_U(_fil_peak_reserve(&p, first * 4), 0);
+    long before = test_minor_faults();
+    for (uint32_t cs = first; cs < p.capacity; cs += 512) _fil_peak_add(&p, cs, 1);
+    if (TEST_FAULTS_COUNTED) CHECK_EQ_U(test_minor_faults() - before, 0);
+    for (uint32_t cs = first; cs < p.capacity; cs += 512) _fil_peak_sub(&p, cs, 1);
+    CHECK_EQ_U(p.live_total, 0);
+}
+
 int main(void) {
     test_fixed();
+    test_growth_faults_in_new_counters();
     test_sawtooth();
     uint64_t seed = test_seed("test_peak", 0x9EA4);
     for (int i = 0; i < 3; i++) test_random(seed + (uint64_t)i);
