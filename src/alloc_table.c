@@ -24,9 +24,8 @@ static inline size_t slot_of(const alloc_table_t *t, uintptr_t key) {
 
 static int grow(alloc_table_t *t) {
     size_t new_cap = t->capacity ? t->capacity * 2 : MIN_CAPACITY;
-    /* Populated: the rehash below writes all over it (see PRIM_PAGES_POPULATE). */
-    alloc_slot_t *slots = prim_pages_alloc_with(new_cap * sizeof(alloc_slot_t),
-                                                PRIM_PAGES_HUGE | PRIM_PAGES_POPULATE);
+    alloc_slot_t *slots =
+        prim_pages_alloc_with(new_cap * sizeof(alloc_slot_t), PRIM_PAGES_REHASH);
     if (!slots) return -1;
     alloc_table_t n = {slots, new_cap, 0, __builtin_ctzll(new_cap)};
     for (size_t i = 0; i < t->capacity; i++) {

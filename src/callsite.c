@@ -76,15 +76,10 @@ static int grow_array(void **arr, uint32_t *cap, size_t elem) {
     return 0;
 }
 
-/* A hash table's new slots, about to be written all over by the rehash. Populated at once: the
-   rehash reads each slot before writing it, and a page first read maps the shared zero page,
-   whose replacement on the write then flushes the TLB of every CPU running the process (the
-   threads of a BLAS pool, say). Huge pages above 4 MiB, as any table read at random. */
-#define FRESH_TABLE (PRIM_PAGES_HUGE | PRIM_PAGES_POPULATE)
-
 static int idset_grow(idset_t *s) {
     uint32_t ncap = s->capacity ? s->capacity * 2 : 1024;
-    idslot_t *slots = prim_pages_alloc_with((size_t)ncap * sizeof(idslot_t), FRESH_TABLE);
+    idslot_t *slots =
+        prim_pages_alloc_with((size_t)ncap * sizeof(idslot_t), PRIM_PAGES_REHASH);
     if (!slots) return -1;
     for (uint32_t i = 0; i < s->capacity; i++) {
         if (!s->slots[i].id_plus1) continue;
@@ -235,7 +230,8 @@ static void keycache_put(keycache_t *c, uint32_t key, const void *code, int32_t 
        against 8.5 at three quarters; an import-heavy start meets thousands of new positions. */
     if ((c->count + 1) * 2 > c->capacity) {
         uint32_t ncap = c->capacity ? c->capacity * 2 : 4096;
-        cacheslot_t *n = prim_pages_alloc_with((size_t)ncap * sizeof(cacheslot_t), FRESH_TABLE);
+        cacheslot_t *n =
+            prim_pages_alloc_with((size_t)ncap * sizeof(cacheslot_t), PRIM_PAGES_REHASH);
         if (!n) return;   /* only a cache: lookups just stay slower */
         for (uint32_t i = 0; i < c->capacity; i++) {
             cacheslot_t *o = &c->slots[i];

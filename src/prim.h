@@ -29,6 +29,9 @@ void *prim_pages_alloc(size_t size);
    to flush its TLB. */
 #define PRIM_PAGES_HUGE 1u
 #define PRIM_PAGES_POPULATE 2u
+/* A hash table's new slots, about to be written all over by the rehash, which reads each slot
+   before writing it: populated, and huge pages from 4 MiB on, as any table read at random. */
+#define PRIM_PAGES_REHASH (PRIM_PAGES_HUGE | PRIM_PAGES_POPULATE)
 void *prim_pages_alloc_with(size_t size, unsigned flags);
 /* Fault in a region from prim_pages_alloc_with, as PRIM_PAGES_POPULATE would have, later: best
    effort, contents unchanged, safe while other threads use the region. */
