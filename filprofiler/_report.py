@@ -45,8 +45,9 @@ def new_run_dir(base):
     """base/<timestamp>/, created; a timestamp without ':' so it is a valid name everywhere.
     Never one that exists already, even when other processes profiled with the same -o (jobs
     run side by side) make theirs in the same millisecond: creating it is the test."""
-    stamp = time.strftime("%Y-%m-%dT%H-%M-%S")
-    ms = "%03d" % (int(time.time() * 1000) % 1000)
+    now = time.time()   # read once: the seconds and the milliseconds must be of one moment
+    stamp = time.strftime("%Y-%m-%dT%H-%M-%S", time.localtime(now))
+    ms = "%03d" % (int(now * 1000) % 1000)
     os.makedirs(base, exist_ok=True)
     n = 1
     while True:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -355,15 +356,31 @@ def test_run_directories_never_collide(tmp_path, monkeypatch):
     would for a process that looked just before another created the directory."""
     from filprofiler import _report
 
-    monkeypatch.setattr(_report.time, "time", lambda: 1_700_000_000.5)
-    monkeypatch.setattr(_report.time, "strftime", lambda fmt: "2026-01-01T00-00-00")
+    moment = 1_700_000_000.5
+    monkeypatch.setattr(_report.time, "time", lambda: moment)
     monkeypatch.setattr(_report.os.path, "exists", lambda p: False)
     base = tmp_path / "reports" / "nested"
     made = [_report.new_run_dir(str(base)) for _ in range(5)]
     assert len(set(made)) == 5
     assert sorted(os.listdir(base)) == sorted(os.path.basename(m) for m in made)
-    assert os.path.basename(made[0]) == "2026-01-01T00-00-00.500"
-    assert os.path.basename(made[1]) == "2026-01-01T00-00-00.500-2"
+    stamp = time.strftime("%Y-%m-%dT%H-%M-%S", time.localtime(moment))
+    assert os.path.basename(made[0]) == stamp + ".500"
+    assert os.path.basename(made[1]) == stamp + ".500-2"
+
+
+def test_run_directories_sort_in_time_order_across_a_second(tmp_path, monkeypatch):
+    """The name's seconds and milliseconds are of one moment. Read from the clock separately, a
+    second ending between the two reads named a report a whole second early, so that it sorted
+    before one written just before it (a SIGUSR2 report and the final one, say)."""
+    from filprofiler import _report
+
+    ticks = (1_700_000_000.9995 + i / 1000 for i in range(1000))   # a clock 1 ms on per read
+    monkeypatch.setattr(_report.time, "time", lambda: next(ticks))
+    base = tmp_path / "reports"
+    made = [os.path.basename(_report.new_run_dir(str(base))) for _ in range(2)]
+    assert made == sorted(made)
+    assert made[0] == time.strftime("%Y-%m-%dT%H-%M-%S", time.localtime(1_700_000_000)) + ".999"
+    assert made[1] == time.strftime("%Y-%m-%dT%H-%M-%S", time.localtime(1_700_000_001)) + ".000"
 
 
 def test_missing_script(tmp_path):
