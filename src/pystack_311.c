@@ -341,6 +341,15 @@ static FIL_ALWAYS_INLINE callsite_t marked_node(fil_thread_t *ts, const void *in
                                                                               : FIL_STACK_UNKNOWN;
 }
 
+/* The slot at frame f's saved stack depth, dead while f is suspended in a call from Python
+   (see above), if that depth lies in f's stack; -1 if not. */
+static inline int dead_slot(const _PyInterpreterFrame *f) {
+    int depth = f->stacktop;
+    const PyCodeObject *code = f->f_code;
+    return depth >= code->co_nlocalsplus && depth < code->co_nlocalsplus + code->co_stacksize
+               ? depth : -1;
+}
+
 /* After the cache was filled for top: mark it if it qualifies (see above). */
 static FIL_NOINLINE void leave_mark(fil_thread_t *ts, _PyInterpreterFrame *top) {
     uint32_t d = ts->cache_depth;
@@ -350,12 +359,21 @@ static FIL_NOINLINE void leave_mark(fil_thread_t *ts, _PyInterpreterFrame *top) 
     if (!top || d < 2 || ts->cache_base != CALLSITE_NO_PYTHON || top->is_entry) return;
     _PyInterpreterFrame *caller = top->previous;
     if (caller != ts->cache[d - 2].frame || ts->cache[d - 1].frame != top) return;
-    int depth = caller->stacktop;
-    PyCodeObject *code = caller->f_code;
-    if (depth < code->co_nlocalsplus || depth >= code->co_nlocalsplus + code->co_stacksize) return;
+    int depth = dead_slot(caller);
+    if (depth < 0) return;
     caller->localsplus[depth] = FRAME_MARK;
     ts->mark_depth = depth;
     ts->cache[d - 2].mark = depth;
+    /* Its own caller too, unless its mark is in place already: while the caller stays in this
+       call, a new call it makes at the top's address is then told apart by reading the new top
+       frame alone (take_stack's path 0b). */
+    if (d < 3 || caller->is_entry || caller->previous != ts->cache[d - 3].frame) return;
+    frame_cache_entry_t *g = &ts->cache[d - 3];
+    _PyInterpreterFrame *gf = caller->previous;
+    if (g->mark >= 0 && gf->stacktop == g->mark && gf->localsplus[g->mark] == FRAME_MARK) return;
+    int gdepth = dead_slot(gf);
+    g->mark = gdepth;
+    if (gdepth >= 0) gf->localsplus[gdepth] = FRAME_MARK;
 }
 
 /* The calling thread's thread state, or NULL. Most allocations come from the thread holding the
@@ -486,7 +504,10 @@ static FIL_NOINLINE callsite_t after_refill(fil_thread_t *ts, _PyInterpreterFram
 
    The first checks are inline in the hook path. The mark (above) answers for a top frame called
    from Python, in a few loads however deep the stack: in a pandas job, nearly every allocation.
-   Otherwise, for a stack as deep as the cached one, every frame is compared. In walk_slow, the
+   A new top frame at the cached top's address, called by the cached caller, is read alone when
+   the mark in the caller's own caller (left with the top's) shows the caller unchanged: an
+   interpreter loop calling a new handler each step. Otherwise, for a stack as deep as the
+   cached one, every frame is compared. In walk_slow, the
    marks left before (one per caller, each kept while its frame stays suspended in that call)
    answer for calls made on top of the marked frame and for returns to a marked one, reading
    only the frames above it; failing those, the whole chain is walked. Each way finds the
@@ -501,6 +522,16 @@ static FIL_ALWAYS_INLINE callsite_t take_stack(fil_thread_t *ts, PyThreadState *
     if (own && FIL_LIKELY(marked_top(ts, top, stop))) {
         callsite_t cs = marked_node(ts, top->prev_instr);
         return FIL_LIKELY(cs != FIL_STACK_UNKNOWN) ? cs : refill_marked_top(ts, top);
+    }
+    /* 0b. A new call at the cached top's address from the cached caller (an interpreter loop
+       calling one handler after another), the caller shown to be the frame cached, with all
+       under it, by the mark its own caller keeps: only the new top frame is read, and the
+       caller's instruction compared. */
+    if (own && d >= 3 && c[d - 1].frame == (const void *)top && top->previous == c[d - 2].frame &&
+        marked_below(ts, d - 2, top->previous, stop)) {
+        const _PyInterpreterFrame *caller = top->previous;
+        uint32_t from = caller->prev_instr == c[d - 2].instr ? d - 1 : d - 2;
+        return after_refill(ts, top, own, refill_top(ts, top, from, d));
     }
     /* 1. Frames at the cached addresses, all inside the data-stack chunk in use (so mapped
        whatever happened since): check the chain link by link from the cache, loads that do not

@@ -392,6 +392,55 @@ def test_one_frame_allocating_at_several_lines_in_turn(run_fil, nlines):
                          what="line %d under %s\n%s" % (k, caller, describe(prof, 60)))
 
 
+def test_interpreter_loop_calling_a_new_handler_each_step(run_fil):
+    """An interpreter written in Python: a dispatch loop calls one handler after another, each a
+    new frame at the same address, from two lines in turn; the loop itself is run by calls from
+    two lines of its own caller, and allocates nothing before its first handler call. The
+    profiler takes such a stack by reading the new handler frame alone when the loop's frame is
+    shown unchanged by the mark its caller keeps; every block must still be charged to its own
+    handler under the right dispatch line and the right caller line."""
+    script = textwrap.dedent("""\
+        KEEP = []
+        def h0():
+            KEEP.append(bytearray(8192))  # @h0
+        def h1():
+            KEEP.append(bytearray(2 * 8192))  # @h1
+        def h2():
+            KEEP.append(bytearray(4 * 8192))  # @h2
+        HANDLERS = [h0, h1, h2]
+        PROGRAM = [0, 1, 2, 2, 1, 0, 1, 2, 0, 0]
+        def dispatch(program):
+            i = 0
+            while i < 10:
+                if i % 2:
+                    HANDLERS[program[i]]()  # @odd
+                else:
+                    HANDLERS[program[i]]()  # @even
+                i += 1
+        def main():
+            for r in range(40):
+                if r % 2:
+                    dispatch(PROGRAM)  # @main_odd
+                else:
+                    dispatch(PROGRAM)  # @main_even
+        main()
+        """)
+    _, _, prof = run_fil(script)
+    L = lines(script)
+    program = [0, 1, 2, 2, 1, 0, 1, 2, 0, 0]
+    for caller in ("main_odd", "main_even"):
+        for parity in ("even", "odd"):
+            for op in range(3):
+                steps = sum(1 for i, o in enumerate(program)
+                            if o == op and i % 2 == (parity == "odd"))
+                got = bytes_with_sequence(prof, "%s (main)" % L(caller),
+                                          "%s (dispatch)" % L(parity),
+                                          "%s (h%d)" % (L("h%d" % op), op))
+                assert_close(got, 20 * steps * (8192 << op), rel=0.02,
+                             what="h%d from the %s line under %s\n%s"
+                                  % (op, parity, caller, describe(prof, 40)))
+
+
 def test_code_compiled_again_at_the_same_address_keeps_its_own_name(run_fil):
     """Functions compiled afresh in a loop, from two sources in turn, each called once from the
     same line and then freed: a new code object takes the address of one just freed, the other
