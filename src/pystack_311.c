@@ -304,12 +304,18 @@ static inline void fill_entry(frame_cache_entry_t *e, _PyInterpreterFrame *f) {
 /* Whether frame f is cached entry k, as are all under it, by a mark left at `depth` in its
    caller (entry k - 1; depth -1: none). The caller is read as cached, so that its slot is read
    while f->previous is still on its way. */
+/* Whether the mark left in frame f at `depth` (not -1) is still in place: f suspended at that
+   depth, the mark in its slot. */
+static FIL_ALWAYS_INLINE int mark_in_place(const _PyInterpreterFrame *f, int32_t depth) {
+    return f->stacktop == depth && f->localsplus[depth] == FRAME_MARK;
+}
+
 static FIL_ALWAYS_INLINE int mark_holds(const frame_cache_entry_t *c, uint32_t k, int32_t depth,
                                         const _PyInterpreterFrame *f, const void *stop) {
     if (depth < 0 || c[k].frame != (const void *)f) return 0;
     const _PyInterpreterFrame *caller = c[k].below;
-    return f->previous == caller && !f->is_entry && caller->stacktop == depth &&
-           caller->localsplus[depth] == FRAME_MARK && c[0].below == stop;
+    return f->previous == caller && !f->is_entry && mark_in_place(caller, depth) &&
+           c[0].below == stop;
 }
 
 /* The top frame, by the last mark left (leave_mark). */
@@ -341,13 +347,18 @@ static FIL_ALWAYS_INLINE callsite_t marked_node(fil_thread_t *ts, const void *in
                                                                               : FIL_STACK_UNKNOWN;
 }
 
-/* The slot at frame f's saved stack depth, dead while f is suspended in a call from Python
-   (see above), if that depth lies in f's stack; -1 if not. */
-static inline int dead_slot(const _PyInterpreterFrame *f) {
+/* Frame f, cached as entry e, suspended in a call from Python (see above): the mark left in the
+   slot at its saved stack depth if that depth lies in its stack, and the depth noted in e;
+   returns it (-1: no mark). */
+static int put_mark(frame_cache_entry_t *e, _PyInterpreterFrame *f) {
     int depth = f->stacktop;
     const PyCodeObject *code = f->f_code;
-    return depth >= code->co_nlocalsplus && depth < code->co_nlocalsplus + code->co_stacksize
-               ? depth : -1;
+    if (depth < code->co_nlocalsplus || depth >= code->co_nlocalsplus + code->co_stacksize)
+        depth = -1;
+    else
+        f->localsplus[depth] = FRAME_MARK;
+    e->mark = depth;
+    return depth;
 }
 
 /* After the cache was filled for top: mark it if it qualifies (see above). */
@@ -359,21 +370,15 @@ static FIL_NOINLINE void leave_mark(fil_thread_t *ts, _PyInterpreterFrame *top) 
     if (!top || d < 2 || ts->cache_base != CALLSITE_NO_PYTHON || top->is_entry) return;
     _PyInterpreterFrame *caller = top->previous;
     if (caller != ts->cache[d - 2].frame || ts->cache[d - 1].frame != top) return;
-    int depth = dead_slot(caller);
-    if (depth < 0) return;
-    caller->localsplus[depth] = FRAME_MARK;
-    ts->mark_depth = depth;
-    ts->cache[d - 2].mark = depth;
+    ts->mark_depth = put_mark(&ts->cache[d - 2], caller);
+    if (ts->mark_depth < 0) return;
     /* Its own caller too, unless its mark is in place already: while the caller stays in this
        call, a new call it makes at the top's address is then told apart by reading the new top
        frame alone (take_stack's path 0b). */
     if (d < 3 || caller->is_entry || caller->previous != ts->cache[d - 3].frame) return;
     frame_cache_entry_t *g = &ts->cache[d - 3];
     _PyInterpreterFrame *gf = caller->previous;
-    if (g->mark >= 0 && gf->stacktop == g->mark && gf->localsplus[g->mark] == FRAME_MARK) return;
-    int gdepth = dead_slot(gf);
-    g->mark = gdepth;
-    if (gdepth >= 0) gf->localsplus[gdepth] = FRAME_MARK;
+    if (g->mark < 0 || !mark_in_place(gf, g->mark)) put_mark(g, gf);
 }
 
 /* The calling thread's thread state, or NULL. Most allocations come from the thread holding the
@@ -507,11 +512,11 @@ static FIL_NOINLINE callsite_t after_refill(fil_thread_t *ts, _PyInterpreterFram
    A new top frame at the cached top's address, called by the cached caller, is read alone when
    the mark in the caller's own caller (left with the top's) shows the caller unchanged: an
    interpreter loop calling a new handler each step. Otherwise, for a stack as deep as the
-   cached one, every frame is compared. In walk_slow, the
-   marks left before (one per caller, each kept while its frame stays suspended in that call)
-   answer for calls made on top of the marked frame and for returns to a marked one, reading
-   only the frames above it; failing those, the whole chain is walked. Each way finds the
-   outermost frame that differs from the cache, and only the frames above it are read again. */
+   cached one, every frame is compared. In walk_slow, the marks left before (one per caller,
+   each kept while its frame stays suspended in that call) answer for calls made on top of the
+   marked frame and for returns to a marked one, reading only the frames above it; failing
+   those, the whole chain is walked. Each way finds the outermost frame that differs from the
+   cache, and only the frames above it are read again. */
 static FIL_ALWAYS_INLINE callsite_t take_stack(fil_thread_t *ts, PyThreadState *tstate, int own) {
     if (FIL_UNLIKELY(!tstate->cframe)) return ts->inherited;
     _PyInterpreterFrame *top = tstate->cframe->current_frame;

@@ -399,6 +399,7 @@ def test_interpreter_loop_calling_a_new_handler_each_step(run_fil):
     profiler takes such a stack by reading the new handler frame alone when the loop's frame is
     shown unchanged by the mark its caller keeps; every block must still be charged to its own
     handler under the right dispatch line and the right caller line."""
+    program = [0, 1, 2, 2, 1, 0, 1, 2, 0, 0]
     script = textwrap.dedent("""\
         KEEP = []
         def h0():
@@ -408,26 +409,25 @@ def test_interpreter_loop_calling_a_new_handler_each_step(run_fil):
         def h2():
             KEEP.append(bytearray(4 * 8192))  # @h2
         HANDLERS = [h0, h1, h2]
-        PROGRAM = [0, 1, 2, 2, 1, 0, 1, 2, 0, 0]
+        PROGRAM = %r
         def dispatch(program):
             i = 0
-            while i < 10:
-                if i % 2:
+            while i < %d:
+                if i %% 2:
                     HANDLERS[program[i]]()  # @odd
                 else:
                     HANDLERS[program[i]]()  # @even
                 i += 1
         def main():
             for r in range(40):
-                if r % 2:
+                if r %% 2:
                     dispatch(PROGRAM)  # @main_odd
                 else:
                     dispatch(PROGRAM)  # @main_even
         main()
-        """)
+        """) % (program, len(program))
     _, _, prof = run_fil(script)
     L = lines(script)
-    program = [0, 1, 2, 2, 1, 0, 1, 2, 0, 0]
     for caller in ("main_odd", "main_even"):
         for parity in ("even", "odd"):
             for op in range(3):
